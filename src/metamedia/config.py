@@ -1,0 +1,76 @@
+"""One settings object for the whole service.
+
+Values come from (highest first) explicit arguments, `METAMEDIA_*` environment
+variables, then the defaults below. Backends are named by URL so that a later
+PostgreSQL / Redis / Qdrant deployment changes configuration, not code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("metamedia", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field maps to `METAMEDIA_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="METAMEDIA_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite file in data_dir."
+    )
+    model_name: str = DEFAULT_MODEL
+    embed_batch_size: int = Field(default=64, ge=1, le=4096)
+    hnsw_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="Catalogs with at least this many vectors use HNSW; smaller ones use exact.",
+    )
+    hnsw_m: int = Field(default=32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(default=80, ge=8)
+    hnsw_ef_search: int = Field(default=96, ge=8)
+    exact_filter_fraction: float = Field(
+        default=0.05,
+        gt=0.0,
+        le=1.0,
+        description="Filters passing at most this fraction of items are searched exactly.",
+    )
+    candidate_pool: int = Field(default=200, ge=10, le=5000)
+    rrf_k: float = Field(default=60.0, gt=0)
+    keyword_weight: float = Field(default=1.0, ge=0)
+    semantic_weight: float = Field(default=1.0, ge=0)
+    fusion_method: str = "rrf"
+    ingest_batch_size: int = Field(default=256, ge=1, le=100_000)
+    query_cache_size: int = Field(default=2048, ge=0)
+    query_cache_ttl_s: float = Field(default=300.0, ge=0)
+
+    @field_validator("fusion_method")
+    @classmethod
+    def _known_fusion(cls, value: str) -> str:
+        if value not in {"rrf", "weighted"}:
+            raise ValueError(f"fusion_method must be 'rrf' or 'weighted', not {value!r}")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'catalog.sqlite3'}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self.data_dir / "rejects"

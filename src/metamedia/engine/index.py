@@ -1,0 +1,268 @@
+"""Approximate and exact nearest-neighbour search behind one interface.
+
+Vectors live in a faiss index addressed by *position* (append-only). Keys (the
+relational store's integer primary keys) map to positions; an update appends
+a new position and tombstones the old one, because faiss HNSW cannot delete.
+Tombstones and caller filters become one boolean mask that is applied inside
+retrieval:
+
+- few allowed positions: exact inner products over just those rows;
+- many allowed positions: faiss search with an `IDSelectorBitmap`, with
+  HNSW's `efSearch` raised in proportion to how selective the mask is;
+- if the approximate search still returns fewer than `k` hits while more than
+  `k` positions are allowed, fall back to exact search over the allowed rows.
+
+So a selective filter still fills `k` whenever `k` items pass it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from metamedia.engine.vectors import FloatArray, as_matrix, top_k
+
+IndexKind = Literal["flat", "hnsw"]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    kind: IndexKind = "flat"
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 96
+    exact_fraction: float = 0.05
+    max_ef_search: int = 2048
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Search result: keys (relational ids), their similarities, best first."""
+
+    keys: IntArray
+    scores: FloatArray
+    exact: bool
+
+
+class VectorIndex:
+    """Inner-product index over unit vectors with keyed upsert and masked search."""
+
+    def __init__(self, dim: int, params: IndexParams | None = None) -> None:
+        self.dim = dim
+        self.params = params or IndexParams()
+        self._index = self._new_faiss_index()
+        self._keys: IntArray = np.empty(0, dtype=np.int64)
+        self._live: BoolArray = np.empty(0, dtype=np.bool_)
+        self._position: dict[int, int] = {}
+
+    # -- construction -------------------------------------------------------
+
+    def _new_faiss_index(self) -> faiss.Index:
+        if self.params.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, self.params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = self.params.ef_construction
+            index.hnsw.efSearch = self.params.ef_search
+            return index
+        return faiss.IndexFlatIP(self.dim)
+
+    @property
+    def kind(self) -> IndexKind:
+        return self.params.kind
+
+    def __len__(self) -> int:
+        """Number of live (searchable) vectors."""
+        return len(self._position)
+
+    @property
+    def positions(self) -> int:
+        """Allocated positions, live or tombstoned."""
+        return int(self._keys.shape[0])
+
+    @property
+    def tombstones(self) -> int:
+        return self.positions - len(self)
+
+    def keys(self) -> IntArray:
+        """Live keys in position order."""
+        return self._keys[self._live]
+
+    def contains(self, key: int) -> bool:
+        return int(key) in self._position
+
+    def position_of(self, key: int) -> int | None:
+        return self._position.get(int(key))
+
+    def key_at(self, positions: IntArray) -> IntArray:
+        return self._keys[positions]
+
+    def upsert(self, keys: npt.ArrayLike, vectors: npt.ArrayLike) -> IntArray:
+        """Add or replace vectors; returns the new positions (one per key)."""
+        key_arr = np.asarray(keys, dtype=np.int64).reshape(-1)
+        matrix = as_matrix(vectors, self.dim)
+        if matrix.shape[0] != key_arr.shape[0]:
+            raise ValueError(f"{key_arr.shape[0]} keys but {matrix.shape[0]} vectors")
+        if len(set(key_arr.tolist())) != key_arr.shape[0]:
+            raise ValueError("duplicate keys in one upsert")
+        self.remove(key_arr)
+        start = self.positions
+        self._index.add(matrix)
+        new_positions = np.arange(start, start + key_arr.shape[0], dtype=np.int64)
+        self._keys = np.concatenate([self._keys, key_arr])
+        self._live = np.concatenate([self._live, np.ones(key_arr.shape[0], dtype=np.bool_)])
+        for key, pos in zip(key_arr.tolist(), new_positions.tolist(), strict=True):
+            self._position[key] = pos
+        return new_positions
+
+    def remove(self, keys: npt.ArrayLike) -> int:
+        """Tombstone keys; unknown keys are ignored. Returns how many were removed."""
+        removed = 0
+        for key in np.asarray(keys, dtype=np.int64).reshape(-1).tolist():
+            pos = self._position.pop(key, None)
+            if pos is not None:
+                self._live[pos] = False
+                removed += 1
+        return removed
+
+    def vectors(self) -> FloatArray:
+        """Zero-copy view of every stored vector, by position (live or not)."""
+        n = self.positions
+        if n == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        flat = self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
+        view = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim)
+        return np.asarray(view, dtype=np.float32).reshape(n, self.dim)
+
+    def vector_of(self, key: int) -> FloatArray | None:
+        pos = self.position_of(key)
+        return None if pos is None else self.vectors()[pos].copy()
+
+    # -- search -------------------------------------------------------------
+
+    def search(self, query: npt.ArrayLike, k: int, allowed: BoolArray | None = None) -> Neighbours:
+        """Top-k live vectors by inner product, restricted to `allowed` positions.
+
+        `allowed` is a boolean mask over positions (length `self.positions`);
+        None means every live vector.
+        """
+        q = as_matrix(query, self.dim)
+        n = self.positions
+        if k <= 0 or n == 0:
+            return _empty()
+        if allowed is not None and allowed.shape[0] != n:
+            raise ValueError(f"mask has {allowed.shape[0]} entries for {n} positions")
+        mask = self._live if allowed is None else (self._live & allowed)
+        n_allowed = int(mask.sum()) if (allowed is not None or self.tombstones) else n
+        if n_allowed == 0:
+            return _empty()
+        k = min(k, n_allowed)
+        everything = n_allowed == n
+        if not everything and n_allowed <= max(4 * k, self.params.exact_fraction * n):
+            return self._exact_subset(q[0], k, mask)
+        result = self._faiss_search(q, k, None if everything else mask, n_allowed / n)
+        if result.keys.shape[0] < k:
+            return self._exact_subset(q[0], k, mask)
+        return result
+
+    def _faiss_search(
+        self, q: FloatArray, k: int, mask: BoolArray | None, fraction: float
+    ) -> Neighbours:
+        params: faiss.SearchParameters | None = None
+        bitmap: npt.NDArray[np.uint8] | None = None
+        selector = None
+        if mask is not None:
+            bitmap = np.packbits(mask, bitorder="little")
+            selector = faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bitmap))
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW()
+            ef = max(self.params.ef_search, 2 * k)
+            if mask is not None:
+                ef = int(min(self.params.max_ef_search, ef / max(fraction, 1e-6)))
+            params.efSearch = max(ef, k)
+            if selector is not None:
+                params.sel = selector
+        elif selector is not None:
+            params = faiss.SearchParameters()
+            params.sel = selector
+        scores, positions = self._index.search(q, k, params=params)
+        del bitmap  # the selector reads it during search only
+        valid = positions[0] >= 0
+        pos = positions[0][valid].astype(np.int64)
+        return Neighbours(self._keys[pos], scores[0][valid].astype(np.float32), self.kind == "flat")
+
+    def _exact_subset(self, query: FloatArray, k: int, mask: BoolArray) -> Neighbours:
+        positions = np.flatnonzero(mask)
+        sims = self.vectors()[positions] @ query
+        best = top_k(sims.astype(np.float32), k)
+        return Neighbours(self._keys[positions[best]], sims[best].astype(np.float32), True)
+
+    def exact_search(self, query: npt.ArrayLike, k: int, allowed: BoolArray | None = None) -> Neighbours:
+        """Brute-force ground truth over live (and allowed) vectors."""
+        mask = self._live if allowed is None else (self._live & allowed)
+        if k <= 0 or not mask.any():
+            return _empty()
+        return self._exact_subset(as_matrix(query, self.dim)[0], k, mask)
+
+    # -- state for persistence (the storage layer writes it) ----------------
+
+    def state(self) -> dict[str, npt.NDArray[np.generic]]:
+        return {
+            "faiss": faiss.serialize_index(self._index),
+            "keys": self._keys,
+            "live": self._live,
+            "params": np.array(
+                [
+                    1 if self.kind == "hnsw" else 0,
+                    self.params.hnsw_m,
+                    self.params.ef_construction,
+                    self.params.ef_search,
+                    self.dim,
+                ],
+                dtype=np.int64,
+            ),
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, npt.NDArray[np.generic]], exact_fraction: float = 0.05
+    ) -> VectorIndex:
+        kind_flag, m, efc, efs, dim = (int(x) for x in state["params"].tolist())
+        params = IndexParams(
+            kind="hnsw" if kind_flag else "flat",
+            hnsw_m=m,
+            ef_construction=efc,
+            ef_search=efs,
+            exact_fraction=exact_fraction,
+        )
+        index = cls(dim, params)
+        index._index = faiss.deserialize_index(np.asarray(state["faiss"], dtype=np.uint8))
+        index._keys = np.asarray(state["keys"], dtype=np.int64).copy()
+        index._live = np.asarray(state["live"], dtype=np.bool_).copy()
+        if index._index.ntotal != index._keys.shape[0]:
+            raise ValueError(
+                f"index holds {index._index.ntotal} vectors but {index._keys.shape[0]} keys"
+            )
+        index._position = {
+            int(k): int(p) for p, k in enumerate(index._keys.tolist()) if index._live[p]
+        }
+        return index
+
+
+def build_index(
+    keys: npt.ArrayLike, vectors: npt.ArrayLike, dim: int, params: IndexParams
+) -> VectorIndex:
+    """Fresh index from scratch (used by rebuild and compaction)."""
+    index = VectorIndex(dim, params)
+    key_arr = np.asarray(keys, dtype=np.int64)
+    if key_arr.shape[0]:
+        index.upsert(key_arr, vectors)
+    return index
+
+
+def _empty() -> Neighbours:
+    return Neighbours(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), True)

@@ -1,0 +1,178 @@
+"""Columnar filter attributes aligned with vector-index positions.
+
+Filters are evaluated as vectorised numpy masks (tens of microseconds for tens
+of thousands of items) and handed to the vector index, so filtering happens
+inside retrieval rather than after it. Categorical values are dictionary
+encoded; multi-valued fields (genres, platforms) are boolean matrices whose
+columns grow with the vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+BoolArray = npt.NDArray[np.bool_]
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class ItemAttributes:
+    """What a filter can test about one item."""
+
+    type: str
+    tenant: str
+    year: int | None = None
+    rating: float | None = None
+    language: str | None = None
+    genres: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    private: bool = False
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class AttributeFilter:
+    """A conjunction of per-field conditions; empty tuples mean 'any'."""
+
+    tenant: str
+    types: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+    min_rating: float | None = None
+    viewer: str | None = None
+
+
+@dataclass
+class _Vocabulary:
+    codes: dict[str, int] = field(default_factory=dict)
+
+    def encode(self, value: str | None) -> int:
+        if value is None:
+            return UNKNOWN
+        code = self.codes.get(value)
+        if code is None:
+            code = len(self.codes)
+            self.codes[value] = code
+        return code
+
+    def lookup(self, values: tuple[str, ...]) -> list[int]:
+        return [self.codes[v] for v in values if v in self.codes]
+
+
+class PayloadColumns:
+    """Filterable attributes for every position of a vector index."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._n = 0
+        cap = max(capacity, 16)
+        self._type = np.full(cap, UNKNOWN, dtype=np.int16)
+        self._tenant = np.full(cap, UNKNOWN, dtype=np.int32)
+        self._language = np.full(cap, UNKNOWN, dtype=np.int32)
+        self._owner = np.full(cap, UNKNOWN, dtype=np.int32)
+        self._year = np.full(cap, UNKNOWN, dtype=np.int32)
+        self._rating = np.full(cap, np.nan, dtype=np.float32)
+        self._private = np.zeros(cap, dtype=np.bool_)
+        self._genres = np.zeros((cap, 8), dtype=np.bool_)
+        self._platforms = np.zeros((cap, 8), dtype=np.bool_)
+        self._vocab = {
+            name: _Vocabulary() for name in ("type", "tenant", "language", "owner", "genre", "platform")
+        }
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _grow_rows(self, needed: int) -> None:
+        cap = self._type.shape[0]
+        if needed <= cap:
+            return
+        new_cap = max(needed, cap * 2)
+        for name in ("_type", "_tenant", "_language", "_owner", "_year"):
+            old = getattr(self, name)
+            grown = np.full(new_cap, UNKNOWN, dtype=old.dtype)
+            grown[:cap] = old
+            setattr(self, name, grown)
+        rating = np.full(new_cap, np.nan, dtype=np.float32)
+        rating[:cap] = self._rating
+        self._rating = rating
+        private = np.zeros(new_cap, dtype=np.bool_)
+        private[:cap] = self._private
+        self._private = private
+        for name in ("_genres", "_platforms"):
+            old = getattr(self, name)
+            grown_m = np.zeros((new_cap, old.shape[1]), dtype=np.bool_)
+            grown_m[:cap] = old
+            setattr(self, name, grown_m)
+
+    def _grow_columns(self, name: str, needed: int) -> None:
+        old = getattr(self, name)
+        if needed <= old.shape[1]:
+            return
+        grown = np.zeros((old.shape[0], max(needed, old.shape[1] * 2)), dtype=np.bool_)
+        grown[:, : old.shape[1]] = old
+        setattr(self, name, grown)
+
+    def append(self, rows: list[ItemAttributes]) -> None:
+        """Attributes for the next positions, in the order the index allocated them."""
+        start = self._n
+        self._grow_rows(start + len(rows))
+        for offset, attrs in enumerate(rows):
+            pos = start + offset
+            self._type[pos] = self._vocab["type"].encode(attrs.type)
+            self._tenant[pos] = self._vocab["tenant"].encode(attrs.tenant)
+            self._language[pos] = self._vocab["language"].encode(attrs.language)
+            self._owner[pos] = self._vocab["owner"].encode(attrs.owner)
+            self._year[pos] = UNKNOWN if attrs.year is None else attrs.year
+            self._rating[pos] = np.nan if attrs.rating is None else attrs.rating
+            self._private[pos] = attrs.private
+            self._set_multi("_genres", "genre", pos, attrs.genres)
+            self._set_multi("_platforms", "platform", pos, attrs.platforms)
+        self._n = start + len(rows)
+
+    def _set_multi(self, column: str, vocab: str, pos: int, values: tuple[str, ...]) -> None:
+        codes = [self._vocab[vocab].encode(v) for v in values]
+        if codes:
+            self._grow_columns(column, max(codes) + 1)
+            getattr(self, column)[pos, codes] = True
+
+    def mask(self, flt: AttributeFilter) -> BoolArray:
+        """Positions passing the filter (tenant and visibility always apply)."""
+        n = self._n
+        tenant_codes = self._vocab["tenant"].lookup((flt.tenant,))
+        if not tenant_codes:
+            return np.zeros(n, dtype=np.bool_)
+        mask = self._tenant[:n] == tenant_codes[0]
+        visible = ~self._private[:n]
+        if flt.viewer is not None:
+            owner_codes = self._vocab["owner"].lookup((flt.viewer,))
+            if owner_codes:
+                visible |= self._owner[:n] == owner_codes[0]
+        mask &= visible
+        if flt.types:
+            mask &= np.isin(self._type[:n], self._vocab["type"].lookup(flt.types))
+        if flt.languages:
+            mask &= np.isin(self._language[:n], self._vocab["language"].lookup(flt.languages))
+        if flt.year_min is not None:
+            mask &= self._year[:n] >= flt.year_min
+        if flt.year_max is not None:
+            mask &= (self._year[:n] <= flt.year_max) & (self._year[:n] != UNKNOWN)
+        if flt.min_rating is not None:
+            with np.errstate(invalid="ignore"):
+                mask &= self._rating[:n] >= flt.min_rating
+        if flt.genres:
+            mask &= self._any_of("_genres", "genre", flt.genres)
+        if flt.platforms:
+            mask &= self._any_of("_platforms", "platform", flt.platforms)
+        return mask
+
+    def _any_of(self, column: str, vocab: str, values: tuple[str, ...]) -> BoolArray:
+        codes = self._vocab[vocab].lookup(values)
+        if not codes:
+            return np.zeros(self._n, dtype=np.bool_)
+        result: BoolArray = getattr(self, column)[: self._n, codes].any(axis=1)
+        return result

@@ -1,0 +1,48 @@
+"""Named errors shared by every layer.
+
+Each error carries enough context (what, where, why) for the CLI to print it
+and for the API to map it to one HTTP status in one place.
+"""
+
+from __future__ import annotations
+
+
+class MetaMediaError(Exception):
+    """Base class: every error the product raises on purpose."""
+
+    status_code = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidRequestError(MetaMediaError):
+    """A caller sent parameters that cannot be honoured (bad range, unknown filter...)."""
+
+    status_code = 422
+
+
+class NotFoundError(MetaMediaError):
+    """The named resource does not exist (or is not visible to this tenant)."""
+
+    status_code = 404
+
+
+class ValidationFailed(MetaMediaError):
+    """A catalog row failed validation; `reason` says which field and why."""
+
+    status_code = 422
+
+
+class FormatError(MetaMediaError):
+    """A whole input file cannot be read in the requested format."""
+
+    status_code = 400
+
+
+class IndexUnavailableError(MetaMediaError):
+    """An index is missing or unreadable; rebuild it from the relational store."""
+
+    status_code = 503

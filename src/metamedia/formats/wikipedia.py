@@ -1,0 +1,64 @@
+"""The Wikipedia movie-data JSON format: arrays of films, often one file per decade.
+
+Fields: title, year, cast, genres, href (page slug, our stable id), extract
+(plot lead), thumbnail. A JSON array whose entries are already in our schema
+(no `href`) is accepted as-is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from metamedia.formats.records import RawRecord
+
+
+def map_film(entry: dict[str, Any]) -> dict[str, Any]:
+    if "href" not in entry:
+        return entry
+    data: dict[str, Any] = {
+        "id": entry.get("href"),
+        "type": "movie",
+        "title": entry.get("title"),
+        "year": entry.get("year"),
+        "cast": entry.get("cast") or [],
+        "genres": entry.get("genres") or [],
+        "description": entry.get("extract") or "",
+    }
+    if entry.get("thumbnail"):
+        data["image_url"] = entry["thumbnail"]
+    return data
+
+
+def wikipedia_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.json") if p.name != "genres.json")
+    return [path]
+
+
+def read_wikipedia(path: Path) -> Iterator[RawRecord]:
+    for file in wikipedia_files(path):
+        yield from _read_file(file)
+
+
+def _read_file(file: Path) -> Iterator[RawRecord]:
+    source = str(file)
+    try:
+        entries = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        yield RawRecord(source, exc.lineno, error=f"broken JSON file: {exc.msg}")
+        return
+    except UnicodeDecodeError as exc:
+        yield RawRecord(source, 0, error=f"not valid UTF-8: {exc}")
+        return
+    if not isinstance(entries, list):
+        yield RawRecord(source, 1, error="expected a JSON array of films")
+        return
+    # JSON arrays have no line numbers that survive parsing: report the 1-based entry.
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            yield RawRecord(source, number, error=f"entry is a {type(entry).__name__}, not an object")
+            continue
+        yield RawRecord(source, number, data=map_film(entry))

@@ -1,0 +1,249 @@
+"""Keeps the in-memory vector index in step with the relational store.
+
+The index follows the outbox: every process (API server, CLI) applies the
+changes after its watermark before it searches, so writes made by another
+process are visible on the next request. The saved file is only a start-up
+shortcut; losing it costs a rebuild, never data.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metamedia.config import Settings
+from metamedia.engine.embed import Embedder
+from metamedia.engine.index import IndexParams, Neighbours, VectorIndex, build_index
+from metamedia.engine.payload import AttributeFilter, ItemAttributes, PayloadColumns
+from metamedia.engine.vectors import FloatArray
+from metamedia.storage.base import IndexRow, MediaRepository
+from metamedia.storage.vector_files import VectorFileStore
+
+_GONE = ItemAttributes(type="", tenant="\x00removed")
+SAVE_EVERY_S = 30.0
+COMPACT_TOMBSTONE_FRACTION = 0.3
+
+
+@dataclass
+class VectorIndexReport:
+    kind: str
+    size: int
+    missing: list[int] = field(default_factory=list)
+    orphaned: list[int] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)
+    pending_changes: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.missing or self.orphaned or self.stale)
+
+
+class IndexManager:
+    """Owns the live `VectorIndex` and its filter columns for one process."""
+
+    def __init__(
+        self,
+        repo: MediaRepository,
+        files: VectorFileStore,
+        embedder: Embedder,
+        settings: Settings,
+    ) -> None:
+        self.repo = repo
+        self.files = files
+        self.embedder = embedder
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._index: VectorIndex | None = None
+        self._payload = PayloadColumns()
+        self._watermark = 0
+        self._saved_watermark = 0
+        self._last_save = time.monotonic()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _params(self, size: int) -> IndexParams:
+        s = self.settings
+        return IndexParams(
+            kind="hnsw" if size >= s.hnsw_threshold and s.hnsw_threshold > 0 else "flat",
+            hnsw_m=s.hnsw_m,
+            ef_construction=s.hnsw_ef_construction,
+            ef_search=s.hnsw_ef_search,
+            exact_fraction=s.exact_filter_fraction,
+        )
+
+    @property
+    def index(self) -> VectorIndex:
+        with self._lock:
+            if self._index is None:
+                self._load()
+            assert self._index is not None
+            return self._index
+
+    @property
+    def watermark(self) -> int:
+        return self._watermark
+
+    def _load(self) -> None:
+        loaded = self.files.load(self.settings.exact_filter_fraction)
+        if loaded is None or loaded.model != self.embedder.name:
+            self.rebuild()
+            return
+        self._index = loaded.index
+        self._watermark = self._saved_watermark = loaded.watermark
+        self._payload = self._payload_for(loaded.index)
+        self.sync()
+
+    def _payload_for(self, index: VectorIndex) -> PayloadColumns:
+        keys = index.key_at(np.arange(index.positions, dtype=np.int64))
+        live = [int(k) for k in index.keys()]
+        attrs = {row.pk: row.attributes for row in self.repo.index_rows(live, self.embedder.name)}
+        gone = [k for k in live if k not in attrs]
+        index.remove(np.asarray(gone, dtype=np.int64))
+        payload = PayloadColumns(capacity=index.positions)
+        payload.append(
+            [attrs.get(int(k), _GONE) if index.contains(int(k)) else _GONE for k in keys]
+        )
+        return payload
+
+    def rebuild(self) -> int:
+        """Build the vector index from the relational store and save it."""
+        with self._lock:
+            watermark = self.repo.last_change()
+            keys: list[int] = []
+            vectors: list[FloatArray] = []
+            attrs: list[ItemAttributes] = []
+            for rows in self.repo.iter_index_rows(self.embedder.name):
+                for row, vector in zip(rows, self._vectors_for(rows), strict=True):
+                    keys.append(row.pk)
+                    vectors.append(vector)
+                    attrs.append(row.attributes)
+            matrix = (
+                np.vstack(vectors) if vectors else np.empty((0, self.embedder.dim), np.float32)
+            )
+            index = build_index(keys, matrix, self.embedder.dim, self._params(len(keys)))
+            payload = PayloadColumns(capacity=len(attrs))
+            payload.append(attrs)
+            self._index, self._payload, self._watermark = index, payload, watermark
+            self.save()
+            self.sync()
+            return len(keys)
+
+    def _vectors_for(self, rows: list[IndexRow]) -> list[FloatArray]:
+        """Stored vectors, computing (and storing) any that are missing."""
+        missing = [row.pk for row in rows if row.vector is None]
+        fresh: dict[str, FloatArray] = {}
+        if missing:
+            texts = self.repo.texts_for_hashes(missing)
+            hashes = list(texts)
+            encoded = self.embedder.encode([texts[h] for h in hashes])
+            fresh = {h: encoded[i] for i, h in enumerate(hashes)}
+            self.repo.store_embeddings(self.embedder.name, fresh)
+        return [row.vector if row.vector is not None else fresh[row.content_hash] for row in rows]
+
+    def sync(self) -> int:
+        """Apply outbox changes after the watermark; returns how many were applied."""
+        with self._lock:
+            if self._index is None:
+                self._load()
+                return 0
+            applied = 0
+            while True:
+                changes = self.repo.changes_since(self._watermark)
+                if not changes:
+                    break
+                last_op: dict[int, str] = {}
+                for change in changes:
+                    last_op[change.pk] = change.op
+                deletes = [pk for pk, op in last_op.items() if op == "delete"]
+                upserts = [pk for pk, op in last_op.items() if op == "upsert"]
+                self._index.remove(np.asarray(deletes, dtype=np.int64))
+                rows = self.repo.index_rows(upserts, self.embedder.name)
+                found = {row.pk for row in rows}
+                # An upsert followed by a delete in a later batch: the row is gone.
+                self._index.remove(np.asarray([pk for pk in upserts if pk not in found]))
+                if rows:
+                    vectors = np.vstack(self._vectors_for(rows))
+                    self._index.upsert([row.pk for row in rows], vectors)
+                    self._payload.append([row.attributes for row in rows])
+                self._watermark = changes[-1].seq
+                applied += len(changes)
+            if applied:
+                self._maybe_compact()
+                if time.monotonic() - self._last_save > SAVE_EVERY_S:
+                    self.save()
+            return applied
+
+    def _maybe_compact(self) -> None:
+        assert self._index is not None
+        index = self._index
+        wanted = self._params(len(index)).kind
+        too_many_tombstones = index.tombstones > COMPACT_TOMBSTONE_FRACTION * max(index.positions, 1)
+        if wanted != index.kind or too_many_tombstones:
+            self.rebuild()
+
+    def save(self) -> None:
+        with self._lock:
+            if self._index is None:
+                return
+            self.files.save(self._index, self._watermark, self.embedder.name)
+            self._saved_watermark = self._watermark
+            self._last_save = time.monotonic()
+
+    def flush(self) -> None:
+        """Save if anything changed since the last save (called at shutdown and after ingest)."""
+        with self._lock:
+            if self._index is not None and self._watermark != self._saved_watermark:
+                self.save()
+
+    # -- queries ------------------------------------------------------------
+
+    def mask(self, flt: AttributeFilter) -> np.ndarray:
+        with self._lock:
+            _ = self.index
+            return self._payload.mask(flt)
+
+    def search(self, query: FloatArray, k: int, allowed: np.ndarray | None) -> Neighbours:
+        with self._lock:
+            index = self.index
+            if allowed is not None and allowed.shape[0] != index.positions:
+                raise RuntimeError("filter mask is out of date with the index")
+            return index.search(query, k, allowed)
+
+    def similarities(self, query: FloatArray, keys: list[int]) -> dict[int, float]:
+        with self._lock:
+            index = self.index
+            vectors = index.vectors()
+            out = {}
+            for key in keys:
+                pos = index.position_of(key)
+                if pos is not None:
+                    out[key] = float(vectors[pos] @ query)
+            return out
+
+    # -- consistency --------------------------------------------------------
+
+    def check(self) -> VectorIndexReport:
+        """Compare the saved index file with the relational store (without repairing)."""
+        loaded = self.files.load(self.settings.exact_filter_fraction)
+        last = self.repo.last_change()
+        if loaded is None:
+            repo_keys = [row.pk for rows in self.repo.iter_index_rows(self.embedder.name) for row in rows]
+            return VectorIndexReport("absent", 0, missing=repo_keys, pending_changes=last)
+        index = loaded.index
+        in_index = {int(k) for k in index.keys()}
+        report = VectorIndexReport(index.kind, len(index), pending_changes=last - loaded.watermark)
+        vectors = index.vectors()
+        seen: set[int] = set()
+        for rows in self.repo.iter_index_rows(self.embedder.name):
+            for row in rows:
+                seen.add(row.pk)
+                pos = index.position_of(row.pk)
+                if pos is None:
+                    report.missing.append(row.pk)
+                elif row.vector is None or float(vectors[pos] @ row.vector) < 0.999:
+                    report.stale.append(row.pk)
+        report.orphaned = sorted(in_index - seen)
+        return report

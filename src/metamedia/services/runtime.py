@@ -1,0 +1,90 @@
+"""Wires settings to backends and services: the one place that picks implementations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metamedia.config import Settings
+from metamedia.engine.embed import Embedder, SentenceTransformerEmbedder
+from metamedia.errors import InvalidRequestError
+from metamedia.services.catalog import CatalogService
+from metamedia.services.indexing import IndexManager
+from metamedia.services.ingest import IngestService
+from metamedia.services.search import SearchService
+from metamedia.storage.sqlite import SQLiteRepository
+from metamedia.storage.vector_files import VectorFileStore
+
+_EMBEDDERS: dict[str, Embedder] = {}
+
+
+def shared_embedder(settings: Settings) -> Embedder:
+    """One model per process: loading it costs seconds and ~100 MB."""
+    key = f"{settings.model_name}:{settings.embed_batch_size}"
+    if key not in _EMBEDDERS:
+        _EMBEDDERS[key] = SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+    return _EMBEDDERS[key]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    repo: SQLiteRepository
+    embedder: Embedder
+    indexes: IndexManager
+    ingest: IngestService
+    search: SearchService
+    catalog: CatalogService
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, embedder: Embedder | None = None) -> Runtime:
+        settings = settings or Settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.resolved_database_url
+        if not url.startswith("sqlite"):
+            raise InvalidRequestError(
+                f"database URL {url!r} is not supported by this build: use a sqlite:/// URL"
+            )
+        repo = SQLiteRepository(url)
+        embedder = embedder or shared_embedder(settings)
+        indexes = IndexManager(repo, VectorFileStore(settings.index_dir), embedder, settings)
+        ingest = IngestService(
+            repo, embedder, indexes, settings.rejects_dir, settings.ingest_batch_size
+        )
+        search = SearchService(repo, embedder, indexes, settings)
+        catalog = CatalogService(repo, ingest, indexes)
+        return cls(settings, repo, embedder, indexes, ingest, search, catalog)
+
+    def stats(self) -> dict[str, Any]:
+        index = self.indexes.index
+        files = self.indexes.files
+        return {
+            "data_dir": str(self.settings.data_dir),
+            "database": _redact(self.settings.resolved_database_url),
+            "items": self.repo.count(),
+            "model": self.embedder.name,
+            "dimension": self.embedder.dim,
+            "index": {
+                "type": index.kind,
+                "vectors": len(index),
+                "tombstones": index.tombstones,
+                "file": str(files.path),
+                "file_bytes": files.size_bytes(),
+                "watermark": self.indexes.watermark,
+            },
+            "hnsw_threshold": self.settings.hnsw_threshold,
+        }
+
+    def close(self) -> None:
+        self.indexes.flush()
+        self.repo.close()
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+

@@ -1,0 +1,563 @@
+"""The embedded relational store: one SQLite file through SQLAlchemy.
+
+Holds media items (the source of truth), their embeddings keyed by
+(model, content hash), an FTS5 keyword index kept in the same transaction as
+each write, the genre/platform link tables used by filters, and the outbox
+change log that the vector index follows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import Engine
+
+from metamedia.domain import MediaItem, SearchFilters
+from metamedia.engine.payload import ItemAttributes
+from metamedia.storage.base import (
+    Change,
+    IndexRow,
+    KeywordHit,
+    KeywordIndexReport,
+    StoredHashes,
+    StoredItem,
+    WriteStatus,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+media = Table(
+    "media",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("external_id", String(256), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("year", Integer),
+    Column("rating", Float),
+    Column("language", String(16)),
+    Column("visibility", String(8), nullable=False),
+    Column("owner", String(256)),
+    Column("popularity", Float, nullable=False, default=0.0),
+    Column("content_hash", String(64), nullable=False),
+    Column("row_hash", String(64), nullable=False),
+    Column("doc", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("tenant", "external_id", name="uq_media_tenant_id"),
+    sqlite_autoincrement=True,
+)
+Index("ix_media_filter", media.c.tenant, media.c.type, media.c.year)
+
+media_genre = Table(
+    "media_genre",
+    metadata,
+    Column("pk", Integer, ForeignKey("media.pk", ondelete="CASCADE"), primary_key=True),
+    Column("genre", String(200), primary_key=True),
+)
+Index("ix_media_genre_genre", media_genre.c.genre, media_genre.c.pk)
+
+media_platform = Table(
+    "media_platform",
+    metadata,
+    Column("pk", Integer, ForeignKey("media.pk", ondelete="CASCADE"), primary_key=True),
+    Column("platform", String(200), primary_key=True),
+)
+Index("ix_media_platform_platform", media_platform.c.platform, media_platform.c.pk)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("content_hash", String(64), primary_key=True),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("pk", Integer, nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+FTS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS media_fts USING fts5("
+    "title, description, people, tags, genres, "
+    "tokenize = 'porter unicode61 remove_diacritics 2')"
+)
+# Column weights for bm25(): a title hit outweighs a plot hit.
+BM25_WEIGHTS = "10.0, 1.0, 2.0, 3.0, 2.0"
+
+STOPWORDS = frozenset(
+    """a an and are as at be but by for from has have he her his i in into is it its
+    me my of on or our she so that the their them then there they this to was we
+    were what when where which who whom why will with you your movie film about""".split()
+)
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(query: str) -> str | None:
+    """Turn free text into a safe FTS5 OR-query of quoted terms (None if empty)."""
+    tokens = [t.lower() for t in _TOKEN.findall(query)]
+    terms = [t for t in tokens if t not in STOPWORDS] or tokens
+    unique = list(dict.fromkeys(terms))
+    if not unique:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique[:64])
+
+
+def _fts_fields(item: MediaItem) -> tuple[str, str, str, str, str]:
+    return (
+        item.title,
+        item.description,
+        " ".join(item.cast),
+        " ".join(item.tags),
+        " ".join(item.genres),
+    )
+
+
+def attributes_of(item: MediaItem) -> ItemAttributes:
+    return ItemAttributes(
+        type=item.type,
+        tenant=item.tenant,
+        year=item.year,
+        rating=item.rating,
+        language=item.language,
+        genres=tuple(item.genres),
+        platforms=tuple(sorted({p.name for p in item.platforms})),
+        private=item.visibility == "private",
+        owner=item.owner,
+    )
+
+
+def _vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _vector_from(blob: bytes) -> npt.NDArray[np.float32]:
+    return np.frombuffer(blob, dtype=np.float32).copy()
+
+
+class SQLiteRepository:
+    """`MediaRepository` on a SQLite file (or any SQLAlchemy SQLite URL)."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine: Engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(self.engine, "connect", _configure_connection)
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            conn.exec_driver_sql(FTS_DDL)
+            conn.execute(
+                text("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', :v)"),
+                {"v": str(SCHEMA_VERSION)},
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- reads used by ingest -----------------------------------------------
+
+    def hashes(self, tenant: str, ids: Sequence[str]) -> dict[str, StoredHashes]:
+        found: dict[str, StoredHashes] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(ids), 500):
+                rows = conn.execute(
+                    media.select()
+                    .with_only_columns(
+                        media.c.external_id, media.c.pk, media.c.row_hash, media.c.content_hash
+                    )
+                    .where(media.c.tenant == tenant, media.c.external_id.in_(chunk))
+                )
+                for ext, pk, row_hash, content_hash in rows:
+                    found[ext] = StoredHashes(pk, row_hash, content_hash)
+        return found
+
+    def known_embeddings(self, model: str, content_hashes: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(content_hashes), 500):
+                rows = conn.execute(
+                    embeddings.select()
+                    .with_only_columns(embeddings.c.content_hash)
+                    .where(embeddings.c.model == model, embeddings.c.content_hash.in_(chunk))
+                )
+                known.update(r[0] for r in rows)
+        return known
+
+    # -- writes -------------------------------------------------------------
+
+    def write_batch(
+        self,
+        items: Sequence[MediaItem],
+        embeddings_by_hash: dict[str, npt.NDArray[np.float32]],
+        model: str,
+    ) -> list[WriteStatus]:
+        """Upsert items, their new embeddings, FTS rows and outbox entries atomically."""
+        statuses: list[WriteStatus] = []
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._insert_embeddings(conn, model, embeddings_by_hash)
+            for item in items:
+                statuses.append(self._upsert_one(conn, item, now))
+        return statuses
+
+    def store_embeddings(self, model: str, vectors: dict[str, npt.NDArray[np.float32]]) -> None:
+        with self.engine.begin() as conn:
+            self._insert_embeddings(conn, model, vectors)
+
+    @staticmethod
+    def _insert_embeddings(
+        conn: Connection, model: str, vectors: dict[str, npt.NDArray[np.float32]]
+    ) -> None:
+        if not vectors:
+            return
+        conn.execute(
+            text(
+                "INSERT OR IGNORE INTO embeddings(model, content_hash, dim, vector) "
+                "VALUES (:model, :hash, :dim, :vector)"
+            ),
+            [
+                {"model": model, "hash": h, "dim": int(v.shape[0]), "vector": _vector_bytes(v)}
+                for h, v in vectors.items()
+            ],
+        )
+
+    def _upsert_one(self, conn: Connection, item: MediaItem, now: float) -> WriteStatus:
+        row_hash = item.row_hash()
+        existing = conn.execute(
+            text("SELECT pk, row_hash FROM media WHERE tenant = :t AND external_id = :e"),
+            {"t": item.tenant, "e": item.id},
+        ).first()
+        if existing is not None and existing[1] == row_hash:
+            return "unchanged"
+        values: dict[str, Any] = {
+            "tenant": item.tenant,
+            "external_id": item.id,
+            "type": item.type,
+            "title": item.title,
+            "year": item.year,
+            "rating": item.rating,
+            "language": item.language,
+            "visibility": item.visibility,
+            "owner": item.owner,
+            "popularity": item.popularity,
+            "content_hash": item.content_hash(),
+            "row_hash": row_hash,
+            "doc": json.dumps(item.model_dump(mode="json"), ensure_ascii=False),
+            "updated_at": now,
+        }
+        if existing is None:
+            pk = int(conn.execute(media.insert().values(created_at=now, **values)).inserted_primary_key[0])  # type: ignore[index]
+            status: WriteStatus = "inserted"
+        else:
+            pk = int(existing[0])
+            conn.execute(media.update().where(media.c.pk == pk).values(**values))
+            conn.execute(text("DELETE FROM media_genre WHERE pk = :pk"), {"pk": pk})
+            conn.execute(text("DELETE FROM media_platform WHERE pk = :pk"), {"pk": pk})
+            conn.execute(text("DELETE FROM media_fts WHERE rowid = :pk"), {"pk": pk})
+            status = "updated"
+        if item.genres:
+            conn.execute(media_genre.insert(), [{"pk": pk, "genre": g} for g in item.genres])
+        platforms = sorted({p.name for p in item.platforms})
+        if platforms:
+            conn.execute(
+                media_platform.insert(), [{"pk": pk, "platform": p} for p in platforms]
+            )
+        conn.execute(
+            text(
+                "INSERT INTO media_fts(rowid, title, description, people, tags, genres) "
+                "VALUES (:pk, :a, :b, :c, :d, :e)"
+            ),
+            dict(zip(("pk", "a", "b", "c", "d", "e"), (pk, *_fts_fields(item)), strict=True)),
+        )
+        conn.execute(outbox.insert().values(pk=pk, op="upsert", at=now))
+        return status
+
+    def delete(self, tenant: str, external_id: str) -> bool:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text("SELECT pk FROM media WHERE tenant = :t AND external_id = :e"),
+                {"t": tenant, "e": external_id},
+            ).first()
+            if row is None:
+                return False
+            pk = int(row[0])
+            for table in ("media_genre", "media_platform"):
+                conn.execute(text(f"DELETE FROM {table} WHERE pk = :pk"), {"pk": pk})
+            conn.execute(text("DELETE FROM media_fts WHERE rowid = :pk"), {"pk": pk})
+            conn.execute(text("DELETE FROM media WHERE pk = :pk"), {"pk": pk})
+            conn.execute(outbox.insert().values(pk=pk, op="delete", at=time.time()))
+        return True
+
+    # -- reads used by search and the API -----------------------------------
+
+    def get(self, tenant: str, external_id: str) -> StoredItem | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT pk, doc FROM media WHERE tenant = :t AND external_id = :e"),
+                {"t": tenant, "e": external_id},
+            ).first()
+        if row is None:
+            return None
+        return StoredItem(int(row[0]), MediaItem.model_validate_json(row[1]))
+
+    def get_many(self, pks: Sequence[int]) -> dict[int, MediaItem]:
+        found: dict[int, MediaItem] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks([int(p) for p in pks], 500):
+                rows = conn.execute(
+                    media.select().with_only_columns(media.c.pk, media.c.doc).where(
+                        media.c.pk.in_(chunk)
+                    )
+                )
+                for pk, doc in rows:
+                    found[int(pk)] = MediaItem.model_validate_json(doc)
+        return found
+
+    def count(self, tenant: str | None = None) -> int:
+        with self.engine.connect() as conn:
+            if tenant is None:
+                return int(conn.execute(text("SELECT count(*) FROM media")).scalar_one())
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM media WHERE tenant = :t"), {"t": tenant}
+                ).scalar_one()
+            )
+
+    def keyword_search(
+        self, tenant: str, viewer: str | None, query: str, filters: SearchFilters, limit: int
+    ) -> list[KeywordHit]:
+        """BM25 over FTS5 with every filter in the same SQL statement."""
+        match = fts_query(query)
+        if match is None:
+            return []
+        where, params = _filter_sql(tenant, viewer, filters)
+        params.update({"match": match, "limit": limit})
+        sql = (
+            f"SELECT f.rowid, bm25(media_fts, {BM25_WEIGHTS}) AS score "
+            "FROM media_fts f JOIN media m ON m.pk = f.rowid "
+            f"WHERE media_fts MATCH :match AND {where} "
+            "ORDER BY score LIMIT :limit"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(sql), params).all()
+        # FTS5's bm25() is negative (lower is better); report the usual positive form.
+        return [KeywordHit(int(pk), -float(score)) for pk, score in rows]
+
+    # -- change log and index feeds -----------------------------------------
+
+    def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT seq, pk, op FROM outbox WHERE seq > :s ORDER BY seq LIMIT :n"),
+                {"s": seq, "n": limit},
+            ).all()
+        return [Change(int(s), int(pk), op) for s, pk, op in rows]
+
+    def last_change(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT coalesce(max(seq), 0) FROM outbox")).scalar_one())
+
+    def compact_outbox(self, upto_seq: int) -> int:
+        """Drop change-log entries every consumer has applied."""
+        with self.engine.begin() as conn:
+            result = conn.execute(text("DELETE FROM outbox WHERE seq <= :s"), {"s": upto_seq})
+        return int(result.rowcount or 0)
+
+    def index_rows(self, pks: Sequence[int], model: str) -> list[IndexRow]:
+        rows: list[IndexRow] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks([int(p) for p in pks], 500):
+                rows.extend(self._index_rows(conn, model, media.c.pk.in_(chunk)))
+        return rows
+
+    def iter_index_rows(self, model: str, batch: int = 5000) -> Iterator[list[IndexRow]]:
+        last = 0
+        with self.engine.connect() as conn:
+            while True:
+                rows = self._index_rows(conn, model, media.c.pk > last, limit=batch)
+                if not rows:
+                    return
+                yield rows
+                last = rows[-1].pk
+
+    @staticmethod
+    def _index_rows(
+        conn: Connection, model: str, condition: Any, limit: int | None = None
+    ) -> list[IndexRow]:
+        stmt = (
+            media.select()
+            .with_only_columns(media.c.pk, media.c.content_hash, media.c.doc, embeddings.c.vector)
+            .select_from(
+                media.outerjoin(
+                    embeddings,
+                    (embeddings.c.content_hash == media.c.content_hash)
+                    & (embeddings.c.model == model),
+                )
+            )
+            .where(condition)
+            .order_by(media.c.pk)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        out = []
+        for pk, content_hash, doc, blob in conn.execute(stmt):
+            item = MediaItem.model_validate_json(doc)
+            vector = None if blob is None else _vector_from(blob)
+            out.append(IndexRow(int(pk), content_hash, attributes_of(item), vector))
+        return out
+
+    def texts_for_hashes(self, pks: Sequence[int]) -> dict[str, str]:
+        """content hash -> embedding text, for items whose vectors must be computed."""
+        return {item.content_hash(): item.embedding_text() for item in self.get_many(pks).values()}
+
+    # -- keyword index maintenance ------------------------------------------
+
+    def check_keyword_index(self) -> KeywordIndexReport:
+        with self.engine.connect() as conn:
+            missing = [
+                int(r[0])
+                for r in conn.execute(
+                    text("SELECT pk FROM media WHERE pk NOT IN (SELECT rowid FROM media_fts)")
+                )
+            ]
+            orphaned = [
+                int(r[0])
+                for r in conn.execute(
+                    text("SELECT rowid FROM media_fts WHERE rowid NOT IN (SELECT pk FROM media)")
+                )
+            ]
+            stale = [
+                int(r[0])
+                for r in conn.execute(
+                    text(
+                        "SELECT m.pk FROM media m JOIN media_fts f ON f.rowid = m.pk "
+                        "WHERE f.title IS NOT m.title"
+                    )
+                )
+            ]
+        return KeywordIndexReport(missing, orphaned, stale)
+
+    def rebuild_keyword_index(self) -> int:
+        count = 0
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM media_fts")
+            rows = conn.execute(text("SELECT pk, doc FROM media ORDER BY pk")).all()
+            for pk, doc in rows:
+                item = MediaItem.model_validate_json(doc)
+                conn.execute(
+                    text(
+                        "INSERT INTO media_fts(rowid, title, description, people, tags, genres) "
+                        "VALUES (:pk, :a, :b, :c, :d, :e)"
+                    ),
+                    dict(
+                        zip(("pk", "a", "b", "c", "d", "e"), (pk, *_fts_fields(item)), strict=True)
+                    ),
+                )
+                count += 1
+        return count
+
+
+def _filter_sql(
+    tenant: str, viewer: str | None, filters: SearchFilters
+) -> tuple[str, dict[str, Any]]:
+    """SQL predicate over alias `m` equivalent to the in-memory payload mask."""
+    clauses = ["m.tenant = :tenant"]
+    params: dict[str, Any] = {"tenant": tenant}
+    if viewer is None:
+        clauses.append("m.visibility = 'public'")
+    else:
+        clauses.append("(m.visibility = 'public' OR m.owner = :viewer)")
+        params["viewer"] = viewer
+
+    def in_list(column: str, name: str, values: Sequence[str]) -> str:
+        keys = []
+        for i, value in enumerate(values):
+            params[f"{name}{i}"] = value
+            keys.append(f":{name}{i}")
+        return f"{column} IN ({', '.join(keys)})"
+
+    if filters.types:
+        clauses.append(in_list("m.type", "type", filters.types))
+    if filters.languages:
+        clauses.append(in_list("m.language", "lang", filters.languages))
+    if filters.year_min is not None:
+        clauses.append("m.year >= :year_min")
+        params["year_min"] = filters.year_min
+    if filters.year_max is not None:
+        clauses.append("m.year <= :year_max")
+        params["year_max"] = filters.year_max
+    if filters.min_rating is not None:
+        clauses.append("m.rating >= :min_rating")
+        params["min_rating"] = filters.min_rating
+    if filters.genres:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM media_genre g WHERE g.pk = m.pk AND "
+            + in_list("g.genre", "genre", filters.genres)
+            + ")"
+        )
+    if filters.platforms:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM media_platform p WHERE p.pk = m.pk AND "
+            + in_list("p.platform", "plat", filters.platforms)
+            + ")"
+        )
+    return " AND ".join(clauses), params
+
+
+def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
