@@ -110,11 +110,8 @@ class MediaItem(BaseModel):
     def _consistent(self) -> MediaItem:
         if self.year is None and self.release_date is not None:
             self.year = self.release_date.year
-        if self.year is not None and self.release_date is not None:
-            if self.release_date.year != self.year:
-                raise ValueError(
-                    f"release_date {self.release_date} is not in year {self.year}"
-                )
+        if self.release_date is not None and self.release_date.year != self.year:
+            raise ValueError(f"release_date {self.release_date} is not in year {self.year}")
         if self.visibility == "private" and not self.owner:
             raise ValueError("a private item needs an owner")
         return self
@@ -160,11 +157,9 @@ class SearchFilters(BaseModel):
 
     @model_validator(mode="after")
     def _ordered_years(self) -> SearchFilters:
-        if self.year_min is not None and self.year_max is not None:
-            if self.year_min > self.year_max:
-                raise ValueError(
-                    f"year range is inverted: year_min {self.year_min} > year_max {self.year_max}"
-                )
+        low, high = self.year_min, self.year_max
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"year range is inverted: year_min {low} > year_max {high}")
         return self
 
     def is_empty(self) -> bool:

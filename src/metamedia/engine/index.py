@@ -18,13 +18,16 @@ So a selective filter still fills `k` whenever `k` items pass it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-import faiss
+import faiss as _faiss
 import numpy as np
 import numpy.typing as npt
 
 from metamedia.engine.vectors import FloatArray, as_matrix, top_k
+
+# faiss's bundled SWIG stubs miss most of its API (selectors, HNSW parameters).
+faiss: Any = _faiss
 
 IndexKind = Literal["flat", "hnsw"]
 IntArray = npt.NDArray[np.int64]
@@ -88,7 +91,7 @@ class VectorIndex:
     def tombstones(self) -> int:
         return self.positions - len(self)
 
-    def keys(self) -> IntArray:
+    def live_keys(self) -> IntArray:
         """Live keys in position order."""
         return self._keys[self._live]
 
@@ -201,7 +204,9 @@ class VectorIndex:
         best = top_k(sims.astype(np.float32), k)
         return Neighbours(self._keys[positions[best]], sims[best].astype(np.float32), True)
 
-    def exact_search(self, query: npt.ArrayLike, k: int, allowed: BoolArray | None = None) -> Neighbours:
+    def exact_search(
+        self, query: npt.ArrayLike, k: int, allowed: BoolArray | None = None
+    ) -> Neighbours:
         """Brute-force ground truth over live (and allowed) vectors."""
         mask = self._live if allowed is None else (self._live & allowed)
         if k <= 0 or not mask.any():

@@ -81,7 +81,8 @@ class PayloadColumns:
         self._genres = np.zeros((cap, 8), dtype=np.bool_)
         self._platforms = np.zeros((cap, 8), dtype=np.bool_)
         self._vocab = {
-            name: _Vocabulary() for name in ("type", "tenant", "language", "owner", "genre", "platform")
+            name: _Vocabulary()
+            for name in ("type", "tenant", "language", "owner", "genre", "platform")
         }
 
     def __len__(self) -> int:
@@ -146,7 +147,7 @@ class PayloadColumns:
         tenant_codes = self._vocab["tenant"].lookup((flt.tenant,))
         if not tenant_codes:
             return np.zeros(n, dtype=np.bool_)
-        mask = self._tenant[:n] == tenant_codes[0]
+        mask: BoolArray = np.asarray(self._tenant[:n] == tenant_codes[0], dtype=np.bool_)
         visible = ~self._private[:n]
         if flt.viewer is not None:
             owner_codes = self._vocab["owner"].lookup((flt.viewer,))
@@ -174,5 +175,5 @@ class PayloadColumns:
         codes = self._vocab[vocab].lookup(values)
         if not codes:
             return np.zeros(self._n, dtype=np.bool_)
-        result: BoolArray = getattr(self, column)[: self._n, codes].any(axis=1)
-        return result
+        matrix: BoolArray = getattr(self, column)
+        return np.any(matrix[: self._n, codes], axis=1)

@@ -96,7 +96,11 @@ def weighted_fusion(lists: list[RankedList]) -> Fused:
 
 
 def recency_boost(
-    base: FloatArray, years: npt.NDArray[np.float64], now_year: int, half_life_years: float, weight: float
+    base: FloatArray,
+    years: npt.NDArray[np.float64],
+    now_year: int,
+    half_life_years: float,
+    weight: float,
 ) -> FloatArray:
     """Multiply scores by 1 + weight * 2^(-age / half_life); unknown years get no boost."""
     age = np.clip(now_year - years, 0.0, None)
@@ -104,9 +108,7 @@ def recency_boost(
     return (base * (1.0 + weight * boost)).astype(np.float32)
 
 
-def mmr(
-    relevance: FloatArray, vectors: FloatArray, k: int, diversity: float
-) -> IntArray:
+def mmr(relevance: FloatArray, vectors: FloatArray, k: int, diversity: float) -> IntArray:
     """Maximal marginal relevance: pick k indices trading relevance for novelty.
 
     `diversity` = 0 keeps the relevance order; 1 maximises spread. Vectors are

@@ -16,7 +16,15 @@ from typing import Any
 from metamedia.formats.records import MAX_LINE_BYTES, RawRecord
 
 LIST_FIELDS = ("genres", "cast", "tags")
-NUMBER_FIELDS = ("year", "runtime_minutes", "rating", "rating_count", "popularity", "season", "episode")
+NUMBER_FIELDS = (
+    "year",
+    "runtime_minutes",
+    "rating",
+    "rating_count",
+    "popularity",
+    "season",
+    "episode",
+)
 
 
 def parse_platforms(cell: str) -> list[dict[str, Any]] | Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 from metamedia.formats.records import RawRecord
 
-_TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-–]\d{0,4})?\)\s*$")
+_TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
 _ARTICLES = ("The", "A", "An", "Les", "La", "Le", "L'", "Il", "Das", "Der", "Die", "El")
 MAX_TAGS = 20
 
@@ -85,7 +85,9 @@ def read_movielens(directory: Path) -> Iterator[RawRecord]:
                 yield RawRecord(str(movies), line, error="missing movieId")
                 continue
             title, year = split_title(row.get("title") or "")
-            genres = [g for g in (row.get("genres") or "").split("|") if g and g != "(no genres listed)"]
+            genres = [
+                g for g in (row.get("genres") or "").split("|") if g and g != "(no genres listed)"
+            ]
             data: dict[str, Any] = {
                 "id": f"ml:{movie_id}",
                 "type": "movie",

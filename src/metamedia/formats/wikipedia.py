@@ -59,6 +59,8 @@ def _read_file(file: Path) -> Iterator[RawRecord]:
     # JSON arrays have no line numbers that survive parsing: report the 1-based entry.
     for number, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
-            yield RawRecord(source, number, error=f"entry is a {type(entry).__name__}, not an object")
+            yield RawRecord(
+                source, number, error=f"entry is a {type(entry).__name__}, not an object"
+            )
             continue
         yield RawRecord(source, number, data=map_film(entry))

@@ -29,13 +29,17 @@ class CatalogService:
         self.ingest = ingest
         self.indexes = indexes
 
-    def get(self, external_id: str, tenant: str = "default", viewer: str | None = None) -> MediaItem:
+    def get(
+        self, external_id: str, tenant: str = "default", viewer: str | None = None
+    ) -> MediaItem:
         stored = self.repo.get(tenant, external_id)
         if stored is None or not _visible(stored.item, viewer):
             raise NotFoundError(f"media item {external_id!r} not found in tenant {tenant!r}")
         return stored.item
 
-    def put(self, external_id: str, data: dict[str, Any], tenant: str = "default") -> tuple[MediaItem, str]:
+    def put(
+        self, external_id: str, data: dict[str, Any], tenant: str = "default"
+    ) -> tuple[MediaItem, str]:
         body_id = data.get("id")
         if body_id is not None and body_id != external_id:
             raise InvalidRequestError(
@@ -67,7 +71,9 @@ class CatalogService:
                 results[i] = ItemResult(i, str(raw_id) if raw_id else None, "rejected", exc.message)
                 continue
             if item.tenant != tenant:
-                results[i] = ItemResult(i, item.id, "rejected", f"tenant {item.tenant!r} is not {tenant!r}")
+                results[i] = ItemResult(
+                    i, item.id, "rejected", f"tenant {item.tenant!r} is not {tenant!r}"
+                )
                 continue
             previous = good.get((item.tenant, item.id))
             if previous is not None:

@@ -98,7 +98,7 @@ class IndexManager:
 
     def _payload_for(self, index: VectorIndex) -> PayloadColumns:
         keys = index.key_at(np.arange(index.positions, dtype=np.int64))
-        live = [int(k) for k in index.keys()]
+        live = [int(k) for k in index.live_keys()]
         attrs = {row.pk: row.attributes for row in self.repo.index_rows(live, self.embedder.name)}
         gone = [k for k in live if k not in attrs]
         index.remove(np.asarray(gone, dtype=np.int64))
@@ -120,9 +120,7 @@ class IndexManager:
                     keys.append(row.pk)
                     vectors.append(vector)
                     attrs.append(row.attributes)
-            matrix = (
-                np.vstack(vectors) if vectors else np.empty((0, self.embedder.dim), np.float32)
-            )
+            matrix = np.vstack(vectors) if vectors else np.empty((0, self.embedder.dim), np.float32)
             index = build_index(keys, matrix, self.embedder.dim, self._params(len(keys)))
             payload = PayloadColumns(capacity=len(attrs))
             payload.append(attrs)
@@ -180,7 +178,9 @@ class IndexManager:
         assert self._index is not None
         index = self._index
         wanted = self._params(len(index)).kind
-        too_many_tombstones = index.tombstones > COMPACT_TOMBSTONE_FRACTION * max(index.positions, 1)
+        too_many_tombstones = index.tombstones > COMPACT_TOMBSTONE_FRACTION * max(
+            index.positions, 1
+        )
         if wanted != index.kind or too_many_tombstones:
             self.rebuild()
 
@@ -230,10 +230,12 @@ class IndexManager:
         loaded = self.files.load(self.settings.exact_filter_fraction)
         last = self.repo.last_change()
         if loaded is None:
-            repo_keys = [row.pk for rows in self.repo.iter_index_rows(self.embedder.name) for row in rows]
+            repo_keys = [
+                row.pk for rows in self.repo.iter_index_rows(self.embedder.name) for row in rows
+            ]
             return VectorIndexReport("absent", 0, missing=repo_keys, pending_changes=last)
         index = loaded.index
-        in_index = {int(k) for k in index.keys()}
+        in_index = {int(k) for k in index.live_keys()}
         report = VectorIndexReport(index.kind, len(index), pending_changes=last - loaded.watermark)
         vectors = index.vectors()
         seen: set[int] = set()

@@ -76,7 +76,7 @@ class _RejectsWriter:
     def write(self, reject: Reject, raw: str | None) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         record = {**asdict(reject), "raw": raw[:2000] if raw else None}
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._handle.flush()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from metamedia.config import Settings
@@ -23,7 +22,9 @@ def shared_embedder(settings: Settings) -> Embedder:
     """One model per process: loading it costs seconds and ~100 MB."""
     key = f"{settings.model_name}:{settings.embed_batch_size}"
     if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = SentenceTransformerEmbedder(settings.model_name, settings.embed_batch_size)
+        _EMBEDDERS[key] = SentenceTransformerEmbedder(
+            settings.model_name, settings.embed_batch_size
+        )
     return _EMBEDDERS[key]
 
 
@@ -86,5 +87,3 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
-
-

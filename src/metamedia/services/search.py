@@ -61,7 +61,7 @@ class SearchService:
         cached = self._query_vectors.get(key)
         if cached is not None:
             return cached
-        vector = self.embedder.encode([query])[0]
+        vector: FloatArray = self.embedder.encode([query])[0]
         self._query_vectors.set(key, vector)
         return vector
 

@@ -127,9 +127,11 @@ FTS_DDL = (
 BM25_WEIGHTS = "10.0, 1.0, 2.0, 3.0, 2.0"
 
 STOPWORDS = frozenset(
-    """a an and are as at be but by for from has have he her his i in into is it its
-    me my of on or our she so that the their them then there they this to was we
-    were what when where which who whom why will with you your movie film about""".split()
+    (
+        "a an and are as at be but by for from has have he her his i in into is it its "
+        "me my of on or our she so that the their them then there they this to was we "
+        "were what when where which who whom why will with you your movie film about"
+    ).split()
 )
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -291,7 +293,8 @@ class SQLiteRepository:
             "updated_at": now,
         }
         if existing is None:
-            pk = int(conn.execute(media.insert().values(created_at=now, **values)).inserted_primary_key[0])  # type: ignore[index]
+            inserted = conn.execute(media.insert().values(created_at=now, **values))
+            pk = int(inserted.inserted_primary_key[0])  # type: ignore[index]
             status: WriteStatus = "inserted"
         else:
             pk = int(existing[0])
@@ -304,9 +307,7 @@ class SQLiteRepository:
             conn.execute(media_genre.insert(), [{"pk": pk, "genre": g} for g in item.genres])
         platforms = sorted({p.name for p in item.platforms})
         if platforms:
-            conn.execute(
-                media_platform.insert(), [{"pk": pk, "platform": p} for p in platforms]
-            )
+            conn.execute(media_platform.insert(), [{"pk": pk, "platform": p} for p in platforms])
         conn.execute(
             text(
                 "INSERT INTO media_fts(rowid, title, description, people, tags, genres) "
@@ -350,9 +351,9 @@ class SQLiteRepository:
         with self.engine.connect() as conn:
             for chunk in _chunks([int(p) for p in pks], 500):
                 rows = conn.execute(
-                    media.select().with_only_columns(media.c.pk, media.c.doc).where(
-                        media.c.pk.in_(chunk)
-                    )
+                    media.select()
+                    .with_only_columns(media.c.pk, media.c.doc)
+                    .where(media.c.pk.in_(chunk))
                 )
                 for pk, doc in rows:
                     found[int(pk)] = MediaItem.model_validate_json(doc)

@@ -1,0 +1,31 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up (no dependencies checked)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    """Ready when the database answers and the index and model are loaded."""
+    runtime = request.app.state.runtime
+    checks: dict[str, Any] = {"warm": bool(getattr(request.app.state, "warm", False))}
+    try:
+        checks["items"] = runtime.repo.count()
+        checks["database"] = "ok"
+    except Exception as exc:  # any database failure means not ready
+        checks["database"] = f"error: {type(exc).__name__}"
+    ready = checks["database"] == "ok" and checks["warm"]
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)

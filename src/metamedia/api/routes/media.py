@@ -1,0 +1,65 @@
+"""`/v1/media`: read, replace, delete one item; batch upsert many."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from metamedia.api.deps import RuntimeDep, TenantDep, ViewerDep
+from metamedia.errors import InvalidRequestError
+
+router = APIRouter(prefix="/v1/media", tags=["media"])
+
+
+class BatchResult(BaseModel):
+    index: int
+    id: str | None
+    status: str = Field(description="inserted, updated, unchanged, superseded or rejected")
+    error: str | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchResult]
+    accepted: int
+    rejected: int
+
+
+@router.get("/{media_id:path}")
+def get_media(
+    media_id: str, runtime: RuntimeDep, tenant: TenantDep, viewer: ViewerDep
+) -> dict[str, Any]:
+    return runtime.catalog.get(media_id, tenant, viewer).model_dump(mode="json")
+
+
+@router.put("/{media_id:path}")
+def put_media(
+    media_id: str, body: dict[str, Any], runtime: RuntimeDep, tenant: TenantDep, response: Response
+) -> dict[str, Any]:
+    """Create or replace one item; 201 when it was new."""
+    item, status = runtime.catalog.put(media_id, body, tenant)
+    if status == "inserted":
+        response.status_code = 201
+    return {"status": status, "item": item.model_dump(mode="json")}
+
+
+@router.delete("/{media_id:path}", status_code=204)
+def delete_media(media_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Response:
+    runtime.catalog.delete(media_id, tenant)
+    return Response(status_code=204)
+
+
+@router.post("", response_model=BatchResponse)
+def upsert_batch(body: Any, runtime: RuntimeDep, tenant: TenantDep) -> BatchResponse:
+    """Batch upsert: `{"items": [...]}` or a bare list; bad items do not block good ones."""
+    items = body.get("items") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        raise InvalidRequestError('body must be {"items": [...]} or a JSON array of items')
+    results = runtime.catalog.upsert_many(items, tenant)
+    rejected = sum(1 for r in results if r.status == "rejected")
+    return BatchResponse(
+        results=[BatchResult(**r.__dict__) for r in results],
+        accepted=len(results) - rejected,
+        rejected=rejected,
+    )

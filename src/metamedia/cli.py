@@ -1,0 +1,365 @@
+"""`metamedia` command line: parse, call a service, render (or print JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from metamedia.config import Settings
+from metamedia.domain import SearchRequest, SearchResponse
+from metamedia.errors import MetaMediaError
+from metamedia.formats.detect import detect_format
+from metamedia.services.ingest import IngestReport
+from metamedia.services.runtime import Runtime
+from metamedia.services.validation import describe_validation_error
+
+app = typer.Typer(
+    help="Meta-Media-Search: semantic search over a media catalog.", no_args_is_help=True
+)
+index_app = typer.Typer(help="Maintain the vector and keyword indexes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+console = Console()
+err_console = Console(stderr=True)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Data directory (default: $METAMEDIA_DATA_DIR or a per-user folder)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    try:
+        return Settings(data_dir=data_dir) if data_dir else Settings()
+    except ValidationError as exc:
+        _fail(f"bad configuration: {describe_validation_error(exc)}")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _open(data_dir: Path | None) -> Runtime:
+    return Runtime.open(_settings(data_dir))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _estimate_rows(path: Path, fmt: str) -> int | None:
+    """Cheap total for the progress bar: newline count for line formats."""
+    try:
+        if fmt in ("jsonl", "csv") and path.is_file():
+            with open(path, "rb") as handle:
+                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+            return max(lines - (1 if fmt == "csv" else 0), 0)
+    except OSError:
+        return None
+    return None
+
+
+def _render_ingest(report: IngestReport) -> None:
+    table = Table(title=f"Ingest summary ({report.format})", show_header=False)
+    for label, value in [
+        ("read", report.read),
+        ("inserted", report.inserted),
+        ("updated", report.updated),
+        ("unchanged", report.unchanged),
+        ("rejected", report.rejected),
+        ("duplicates in input", report.duplicates),
+        ("embedded", report.embedded),
+        ("time", f"{report.seconds:.2f} s"),
+        ("items/s", f"{report.items_per_s:.1f}"),
+    ]:
+        table.add_row(label, str(value))
+    console.print(table)
+    for reject in report.rejects[:10]:
+        err_console.print(f"[yellow]rejected[/] {reject.source}:{reject.line}: {reject.reason}")
+    if report.rejected > 10:
+        err_console.print(f"... and {report.rejected - 10} more")
+    if report.rejects_file:
+        err_console.print(f"all rejected rows: {report.rejects_file}")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="Catalog file or directory.")],
+    format: Annotated[
+        str, typer.Option("--format", help="auto|jsonl|csv|wikipedia|movielens")
+    ] = "auto",
+    tenant: Annotated[str, typer.Option(help="Tenant for rows that name none.")] = "default",
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest a catalog: validate each row, embed what changed, index it."""
+    try:
+        fmt = detect_format(path) if format == "auto" else format
+    except MetaMediaError as exc:
+        _fail(exc.message)
+    runtime = _open(data_dir)
+    try:
+        columns = [
+            SpinnerColumn(),
+            TextColumn("ingesting {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ]
+        with Progress(*columns, console=err_console, disable=as_json) as progress:
+            task = progress.add_task(path.name, total=_estimate_rows(path, fmt))
+            report = runtime.ingest.ingest_path(
+                path, fmt, tenant=tenant, progress=lambda n: progress.advance(task, n)
+            )
+    except MetaMediaError as exc:
+        _fail(exc.message)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        _render_ingest(report)
+
+
+def _year_range(value: str | None) -> tuple[int | None, int | None]:
+    if not value:
+        return None, None
+    low, sep, high = value.partition("-")
+    try:
+        if not sep:
+            return int(low), int(low)
+        return (int(low) if low else None), (int(high) if high else None)
+    except ValueError:
+        _fail(f"--year must look like 1995 or 1990-1999, not {value!r}")
+    return None, None
+
+
+def render_results(response: SearchResponse) -> None:
+    table = Table(title=f"{len(response.results)} results in {response.took_ms:.1f} ms")
+    for column in ("#", "id", "title", "year", "type", "genres", "score", "why"):
+        table.add_column(column)
+    for rank, hit in enumerate(response.results, start=1):
+        e = hit.explanation
+        why = []
+        if e.keyword_rank:
+            why.append(f"kw #{e.keyword_rank}")
+        if e.vector_rank:
+            why.append(f"vec #{e.vector_rank}")
+        if e.vector_similarity is not None:
+            why.append(f"sim {e.vector_similarity:.2f}")
+        table.add_row(
+            str(rank),
+            hit.id,
+            hit.title,
+            str(hit.year or ""),
+            hit.type,
+            ", ".join(hit.genres[:3]),
+            f"{hit.score:.4f}",
+            " ".join(why),
+        )
+    console.print(table)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    mode: Annotated[str, typer.Option(help="hybrid|semantic|keyword")] = "hybrid",
+    limit: Annotated[int, typer.Option(help="Results per page (1-100).")] = 10,
+    offset: Annotated[int, typer.Option(help="Results to skip (paging).")] = 0,
+    type: Annotated[
+        list[str] | None, typer.Option("--type", help="movie, series, episode, short, post")
+    ] = None,
+    genre: Annotated[list[str] | None, typer.Option("--genre")] = None,
+    year: Annotated[str | None, typer.Option("--year", help="1995 or 1990-1999")] = None,
+    platform: Annotated[list[str] | None, typer.Option("--platform")] = None,
+    language: Annotated[list[str] | None, typer.Option("--language")] = None,
+    min_rating: Annotated[float | None, typer.Option("--min-rating")] = None,
+    tenant: Annotated[str, typer.Option()] = "default",
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the catalog (hybrid keyword + semantic by default)."""
+    year_min, year_max = _year_range(year)
+    try:
+        request = SearchRequest.model_validate(
+            {
+                "query": query,
+                "mode": mode,
+                "limit": limit,
+                "offset": offset,
+                "tenant": tenant,
+                "filters": {
+                    "types": type or [],
+                    "genres": genre or [],
+                    "platforms": platform or [],
+                    "languages": language or [],
+                    "year_min": year_min,
+                    "year_max": year_max,
+                    "min_rating": min_rating,
+                },
+            }
+        )
+    except ValidationError as exc:
+        _fail(describe_validation_error(exc))
+    runtime = _open(data_dir)
+    try:
+        response = runtime.search.search(request)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(response.model_dump(mode="json"))
+    else:
+        render_results(response)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Start the REST API (interactive docs at /docs)."""
+    import uvicorn
+
+    from metamedia.api.app import create_app
+
+    settings = _settings(data_dir)
+    console.print(f"Meta-Media-Search on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    serve_api: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the API afterwards.")
+    ] = True,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Load the bundled demo catalog, print a first search, then serve the API."""
+    settings = _settings(data_dir)
+    runtime = Runtime.open(settings)
+    try:
+        with resources.as_file(resources.files("metamedia.demo") / "catalog.jsonl") as catalog:
+            report = runtime.ingest.ingest_path(catalog, "jsonl")
+        response = runtime.search.search(SearchRequest(query="heist movie with a twist ending"))
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json({"ingest": report.as_dict(), "search": response.model_dump(mode="json")})
+    else:
+        _render_ingest(report)
+        console.print('First search: [bold]"heist movie with a twist ending"[/]')
+        render_results(response)
+    if serve_api:
+        serve(host=host, port=port, data_dir=settings.data_dir)
+
+
+@app.command()
+def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Catalog size, index type and size, model, data directory."""
+    runtime = _open(data_dir)
+    try:
+        data = runtime.stats()
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title="Meta-Media-Search", show_header=False)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                table.add_row(f"{key}.{sub}", str(subvalue))
+        else:
+            table.add_row(key, str(value))
+    console.print(table)
+
+
+@index_app.command("rebuild")
+def index_rebuild(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Rebuild vector and keyword indexes from the relational store."""
+    runtime = _open(data_dir)
+    try:
+        keyword = runtime.repo.rebuild_keyword_index()
+        vectors = runtime.indexes.rebuild()
+        kind = runtime.indexes.index.kind
+    finally:
+        runtime.close()
+    result = {"keyword_rows": keyword, "vectors": vectors, "index_type": kind}
+    if as_json:
+        _print_json(result)
+    else:
+        console.print(
+            f"rebuilt keyword index ({keyword} rows) and {kind} vector index ({vectors} vectors)"
+        )
+
+
+@index_app.command("check")
+def index_check(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Report items missing from, orphaned in, or stale in an index. Exit 1 if any."""
+    runtime = _open(data_dir)
+    try:
+        vector = runtime.indexes.check()
+        keyword = runtime.repo.check_keyword_index()
+    finally:
+        runtime.close()
+    healthy = vector.healthy and not (keyword.missing or keyword.orphaned or keyword.stale)
+    result = {
+        "healthy": healthy,
+        "vector": {
+            "type": vector.kind,
+            "size": vector.size,
+            "missing": vector.missing,
+            "orphaned": vector.orphaned,
+            "stale": vector.stale,
+            "pending_changes": vector.pending_changes,
+        },
+        "keyword": {
+            "missing": keyword.missing,
+            "orphaned": keyword.orphaned,
+            "stale": keyword.stale,
+        },
+    }
+    if as_json:
+        _print_json(result)
+    else:
+        console.print(
+            f"vector index ({vector.kind}, {vector.size} vectors): "
+            f"{len(vector.missing)} missing, {len(vector.orphaned)} orphaned, "
+            f"{len(vector.stale)} stale, {vector.pending_changes} changes not yet saved"
+        )
+        console.print(
+            f"keyword index: {len(keyword.missing)} missing, "
+            f"{len(keyword.orphaned)} orphaned, {len(keyword.stale)} stale"
+        )
+        console.print("[green]healthy[/]" if healthy else "[red]run `metamedia index rebuild`[/]")
+    if not healthy:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console-script entry point alias
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
