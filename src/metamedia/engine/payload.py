@@ -176,4 +176,5 @@ class PayloadColumns:
         if not codes:
             return np.zeros(self._n, dtype=np.bool_)
         matrix: BoolArray = getattr(self, column)
-        return np.any(matrix[: self._n, codes], axis=1)
+        hits: BoolArray = np.any(matrix[: self._n, codes], axis=1)
+        return hits

@@ -1,0 +1,5 @@
+"""`python -m metamedia` runs the CLI."""
+
+from metamedia.cli import app
+
+app()

@@ -1,0 +1,116 @@
+"""Shared fixtures: the real model (loaded once), fresh data dirs, a real-data catalog."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.datasets import load_wikipedia_films, shared_data_dir, tomt_queries
+from metamedia.config import Settings
+from metamedia.engine.embed import Embedder, SentenceTransformerEmbedder
+from metamedia.services.runtime import Runtime
+
+DEMO_CATALOG = Path(__file__).resolve().parents[1] / "src" / "metamedia" / "demo" / "catalog.jsonl"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2, loaded once for the whole run."""
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture()
+def make_runtime(tmp_path: Path, embedder: Embedder) -> Iterator[Any]:
+    opened: list[Runtime] = []
+
+    def _make(data_dir: Path | None = None, **overrides: Any) -> Runtime:
+        settings = Settings(data_dir=data_dir or tmp_path / "data", **overrides)
+        runtime = Runtime.open(settings, embedder=embedder)
+        opened.append(runtime)
+        return runtime
+
+    yield _make
+    for runtime in opened:
+        runtime.close()
+
+
+@pytest.fixture()
+def runtime(make_runtime: Any) -> Runtime:
+    rt: Runtime = make_runtime()
+    return rt
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+    return path
+
+
+def item(id: str, title: str, description: str = "", **extra: Any) -> dict[str, Any]:
+    return {"id": id, "title": title, "description": description, **extra}
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    """A data dir with the bundled demo catalog ingested (copy it before writing)."""
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    runtime = Runtime.open(Settings(data_dir=data_dir), embedder=embedder)
+    report = runtime.ingest.ingest_path(DEMO_CATALOG, "jsonl")
+    assert report.rejected == 0, report.rejects
+    runtime.close()
+    return data_dir
+
+
+@pytest.fixture()
+def demo_runtime(demo_data_dir: Path, tmp_path: Path, make_runtime: Any) -> Runtime:
+    copy = tmp_path / "demo-copy"
+    shutil.copytree(demo_data_dir, copy)
+    rt: Runtime = make_runtime(copy)
+    return rt
+
+
+WIKI_DISTRACTORS = 1500
+
+
+@pytest.fixture(scope="session")
+def wiki_catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Real Wikipedia films: every TOMT-validation answer plus seeded random others."""
+    if not (shared_data_dir() / "wikipedia-movie-data").exists():
+        pytest.fail(f"real data missing: {shared_data_dir()} (CI lays ../shared beside the clone)")
+    queries = tomt_queries("validation")
+    gold = {q.gold for q in queries}
+    films = load_wikipedia_films()
+    rng = random.Random(20261125)
+    others = [f for f in films if f["href"] not in gold]
+    chosen = [f for f in films if f["href"] in gold] + rng.sample(others, WIKI_DISTRACTORS)
+    directory = tmp_path_factory.mktemp("wiki")
+    path = directory / "films.json"
+    path.write_text(json.dumps(chosen), encoding="utf-8")
+    return {"path": path, "films": chosen, "queries": queries}
+
+
+@pytest.fixture(scope="session")
+def wiki_data_dir(
+    wiki_catalog: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Path:
+    data_dir = tmp_path_factory.mktemp("wiki-data") / "data"
+    runtime = Runtime.open(Settings(data_dir=data_dir), embedder=embedder)
+    report = runtime.ingest.ingest_path(wiki_catalog["path"], "wikipedia")
+    assert report.inserted == len(wiki_catalog["films"]), report.as_dict()
+    runtime.close()
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def wiki_runtime(wiki_data_dir: Path, embedder: Embedder) -> Iterator[Runtime]:
+    """Read-only use only: tests that write must copy `wiki_data_dir`."""
+    runtime = Runtime.open(Settings(data_dir=wiki_data_dir), embedder=embedder)
+    yield runtime
+    runtime.close()
