@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, Field
 
 from metamedia.api.deps import RuntimeDep, TenantDep, ViewerDep
@@ -51,7 +51,7 @@ def delete_media(media_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Respo
 
 
 @router.post("", response_model=BatchResponse)
-def upsert_batch(body: Any, runtime: RuntimeDep, tenant: TenantDep) -> BatchResponse:
+def upsert_batch(body: Annotated[Any, Body()], runtime: RuntimeDep, tenant: TenantDep) -> BatchResponse:
     """Batch upsert: `{"items": [...]}` or a bare list; bad items do not block good ones."""
     items = body.get("items") if isinstance(body, dict) else body
     if not isinstance(items, list):
