@@ -62,7 +62,9 @@ def at_most(
     section: str, name: str, value: float, unit: str, limit: float, notes: str = ""
 ) -> Metric:
     """Row whose target is `value < limit` (latencies)."""
-    return Metric(section, name, value, unit, f"< {fmt(limit)} {unit}".strip(), value < limit, notes)
+    return Metric(
+        section, name, value, unit, f"< {fmt(limit)} {unit}".strip(), value < limit, notes
+    )
 
 
 def at_least(
@@ -151,9 +153,10 @@ def render_markdown(report: Report) -> str:
         "",
         f"- command: `{report.command}`" + ("  (quick mode)" if report.quick else ""),
         f"- date: {report.started} (total {report.seconds:.0f} s)",
-        f"- machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB RAM, "
-        f"Python {m['python']}",
+        f"- machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB RAM, Python {m['python']}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"- load average (1/5/15 min) at start {m.get('load_avg_start', '?')}, "
+        f"at end {m.get('load_avg_end', '?')} (other processes share the CPU)",
         "",
         "| metric | measured | target | met? | notes |",
         "|---|---|---|---|---|",
@@ -191,11 +194,23 @@ def write(report: Report, out_dir: Path, name: str = "search") -> tuple[Path, Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, json_path = out_dir / f"{name}.md", out_dir / f"{name}.json"
     md_path.write_text(render_markdown(report), encoding="utf-8")
+    data = _finite(report.to_json())
     json_path.write_text(
-        json.dumps(report.to_json(), indent=2, default=_json_default, allow_nan=True) + "\n",
+        json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n",
         encoding="utf-8",
     )
     return md_path, json_path
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf become null: strict JSON, readable by any tool."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: object) -> object:

@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from bench.datasets import load_wikipedia_films, shared_data_dir, tomt_queries
+
 from metamedia.config import Settings
-from metamedia.engine.embed import Embedder, SentenceTransformerEmbedder
-from metamedia.services.runtime import Runtime
+from metamedia.engine.embed import Embedder
+from metamedia.services.runtime import Runtime, shared_embedder
 
 DEMO_CATALOG = Path(__file__).resolve().parents[1] / "src" / "metamedia" / "demo" / "catalog.jsonl"
 
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The real all-MiniLM-L6-v2, loaded once for the whole run."""
-    return SentenceTransformerEmbedder()
+    """The real all-MiniLM-L6-v2, loaded once for the whole run (shared with the CLI)."""
+    return shared_embedder(Settings())
 
 
 @pytest.fixture()
@@ -86,7 +86,8 @@ def wiki_catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.fail(f"real data missing: {shared_data_dir()} (CI lays ../shared beside the clone)")
     queries = tomt_queries("validation")
     gold = {q.gold for q in queries}
-    films = load_wikipedia_films()
+    # The source lists a few films twice (same slug): keep the first of each.
+    films = list({f["href"]: f for f in reversed(load_wikipedia_films())}.values())[::-1]
     rng = random.Random(20261125)
     others = [f for f in films if f["href"] not in gold]
     chosen = [f for f in films if f["href"] in gold] + rng.sample(others, WIKI_DISTRACTORS)

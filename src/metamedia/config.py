@@ -30,6 +30,14 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite file in data_dir."
     )
     model_name: str = DEFAULT_MODEL
+    embed_backend: str = Field(
+        default="onnx",
+        description="'onnx' (fast, same vectors) or 'torch' (sentence-transformers).",
+    )
+    model_cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir("metamedia", appauthor=False)),
+        description="Where the one-time ONNX export of the model is kept.",
+    )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
     hnsw_threshold: int = Field(
         default=50_000,
@@ -53,6 +61,13 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(default=256, ge=1, le=100_000)
     query_cache_size: int = Field(default=2048, ge=0)
     query_cache_ttl_s: float = Field(default=300.0, ge=0)
+
+    @field_validator("embed_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in {"onnx", "torch"}:
+            raise ValueError(f"embed_backend must be 'onnx' or 'torch', not {value!r}")
+        return value
 
     @field_validator("fusion_method")
     @classmethod

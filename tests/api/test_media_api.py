@@ -54,7 +54,11 @@ def test_batch_upsert_keeps_good_items_and_reports_bad_ones(client: TestClient) 
         "/v1/media",
         json={
             "items": [
-                {"id": "b-1", "title": "Salt Roads", "description": "Camel caravans cross a desert."},
+                {
+                    "id": "b-1",
+                    "title": "Salt Roads",
+                    "description": "Camel caravans cross a desert.",
+                },
                 {"id": "b-2", "title": ""},
                 "not an object",
                 {"id": "b-3", "title": "Late Frost", "type": "podcast"},

@@ -93,7 +93,8 @@ def test_pages_do_not_overlap_and_cover_the_ranking(client: TestClient) -> None:
 
 def test_get_search_matches_post(client: TestClient) -> None:
     got = client.get(
-        "/v1/search", params={"q": "haunted house", "mode": "semantic", "limit": 4, "genre": "horror"}
+        "/v1/search",
+        params={"q": "haunted house", "mode": "semantic", "limit": 4, "genre": "horror"},
     )
     assert got.status_code == 200, got.text
     posted = _search(
@@ -127,7 +128,9 @@ def test_other_tenants_see_nothing(client: TestClient) -> None:
         ({"query": "x", "filters": {"types": ["podcast"]}}, "types"),
     ],
 )
-def test_bad_parameters_get_a_clear_4xx(client: TestClient, body: dict[str, Any], needle: str) -> None:
+def test_bad_parameters_get_a_clear_4xx(
+    client: TestClient, body: dict[str, Any], needle: str
+) -> None:
     response = client.post("/v1/search", json=body)
     assert response.status_code == 422
     error = response.json()["error"]

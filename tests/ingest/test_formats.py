@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from bench.datasets import movielens_dir, wikipedia_dir
+
 from metamedia.errors import FormatError
 from metamedia.formats.detect import detect_format, open_catalog
 from metamedia.formats.movielens import split_title

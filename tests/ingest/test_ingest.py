@@ -19,8 +19,16 @@ from metamedia.services.runtime import Runtime
 from tests.conftest import item, write_jsonl
 
 GOOD = [
-    item("g1", "The Quiet Vault", "A safecracker plans one last bank job.", genres=["crime"], year=1996),
-    item("g2", "Orbit of Ash", "Astronauts fight to keep a failing space station alive.", year=2015),
+    item(
+        "g1",
+        "The Quiet Vault",
+        "A safecracker plans one last bank job.",
+        genres=["crime"],
+        year=1996,
+    ),
+    item(
+        "g2", "Orbit of Ash", "Astronauts fight to keep a failing space station alive.", year=2015
+    ),
     item("g3", "Paper Lanterns", "Two sisters reunite for a summer festival.", type="series"),
 ]
 BAD = [
@@ -107,10 +115,26 @@ def test_csv_catalog_with_a_wrong_type_cell(tmp_path: Path, runtime: Runtime) ->
 
 
 def _generated_catalog(path: Path, n: int) -> Path:
-    subjects = ["a lighthouse keeper", "two rival chefs", "a retired boxer", "a lost robot",
-                "a jazz pianist", "a small-town sheriff", "twin detectives", "a dragon tamer"]
-    places = ["in Lisbon", "on Mars", "in a snowed-in hotel", "aboard a night train",
-              "in 1920s Shanghai", "under the sea", "in a haunted library", "in the desert"]
+    subjects = [
+        "a lighthouse keeper",
+        "two rival chefs",
+        "a retired boxer",
+        "a lost robot",
+        "a jazz pianist",
+        "a small-town sheriff",
+        "twin detectives",
+        "a dragon tamer",
+    ]
+    places = [
+        "in Lisbon",
+        "on Mars",
+        "in a snowed-in hotel",
+        "aboard a night train",
+        "in 1920s Shanghai",
+        "under the sea",
+        "in a haunted library",
+        "in the desert",
+    ]
     rows = [
         item(
             f"gen-{i:05d}",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metamedia.config import Settings
-from metamedia.engine.embed import Embedder, SentenceTransformerEmbedder
+from metamedia.engine.embed import Embedder, create_embedder
 from metamedia.errors import InvalidRequestError
 from metamedia.services.catalog import CatalogService
 from metamedia.services.indexing import IndexManager
@@ -20,10 +20,13 @@ _EMBEDDERS: dict[str, Embedder] = {}
 
 def shared_embedder(settings: Settings) -> Embedder:
     """One model per process: loading it costs seconds and ~100 MB."""
-    key = f"{settings.model_name}:{settings.embed_batch_size}"
+    key = f"{settings.embed_backend}:{settings.model_name}:{settings.embed_batch_size}"
     if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = SentenceTransformerEmbedder(
-            settings.model_name, settings.embed_batch_size
+        _EMBEDDERS[key] = create_embedder(
+            settings.embed_backend,
+            settings.model_name,
+            settings.embed_batch_size,
+            settings.model_cache_dir / "onnx",
         )
     return _EMBEDDERS[key]
 

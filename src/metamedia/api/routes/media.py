@@ -51,7 +51,9 @@ def delete_media(media_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Respo
 
 
 @router.post("", response_model=BatchResponse)
-def upsert_batch(body: Annotated[Any, Body()], runtime: RuntimeDep, tenant: TenantDep) -> BatchResponse:
+def upsert_batch(
+    body: Annotated[Any, Body()], runtime: RuntimeDep, tenant: TenantDep
+) -> BatchResponse:
     """Batch upsert: `{"items": [...]}` or a bare list; bad items do not block good ones."""
     items = body.get("items") if isinstance(body, dict) else body
     if not isinstance(items, list):

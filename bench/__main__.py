@@ -1,0 +1,85 @@
+"""`python -m bench search [--quick] [--out bench/results]`: command-line entry point.
+
+Only argument parsing lives here; the sections live in their own modules so
+each can be read (and run from a REPL) on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    from bench.search_bench import SECTIONS
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    search = commands.add_parser(
+        "search",
+        help="ingest, embedding, vector search, ranking, HTTP and quality benchmarks",
+        description="Measure search performance and quality; writes search.md and search.json.",
+    )
+    search.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller workloads (200k instead of 1M vectors, fewer requests): a smoke test",
+    )
+    search.add_argument(
+        "--out", type=Path, default=BENCH_DIR / "results", help="output folder (bench/results)"
+    )
+    search.add_argument(
+        "--fresh",
+        action="store_true",
+        help="rebuild the cached embedded catalog (re-measures ingest with embedding, ~15 min)",
+    )
+    search.add_argument(
+        "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="cache folder (bench/.cache)"
+    )
+    search.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        metavar="SECTION",
+        help=f"run only these sections ({', '.join(SECTIONS)}); default all",
+    )
+    search.add_argument(
+        "--ann-size", type=int, default=None, help="size of the large vector set (default 1M)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from bench import report as report_mod
+    from bench.search_bench import Options, Sizes, run
+
+    sizes = Sizes.quick() if args.quick else Sizes()
+    if args.ann_size is not None:
+        sizes = replace(sizes, ann_size=args.ann_size)
+    argv_used = sys.argv[1:] if argv is None else argv
+    options = Options(
+        command="python -m bench " + shlex.join(argv_used),
+        out=args.out,
+        cache_dir=args.cache_dir,
+        quick=args.quick,
+        fresh=args.fresh,
+        only=tuple(args.only),
+        sizes=sizes,
+    )
+    options.cache_dir.mkdir(parents=True, exist_ok=True)
+    report = run(options)
+    md_path, json_path = report_mod.write(report, options.out)
+    print(md_path.read_text(encoding="utf-8"))
+    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
