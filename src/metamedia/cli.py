@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from metamedia.config import Settings
-from metamedia.domain import SearchRequest, SearchResponse
+from metamedia.domain import SearchRequest, SearchResponse, search_request_from_params
 from metamedia.errors import MetaMediaError
 from metamedia.formats.detect import detect_format
 from metamedia.services.ingest import IngestReport
@@ -201,23 +201,19 @@ def search(
     """Search the catalog (hybrid keyword + semantic by default)."""
     year_min, year_max = _year_range(year)
     try:
-        request = SearchRequest.model_validate(
-            {
-                "query": query,
-                "mode": mode,
-                "limit": limit,
-                "offset": offset,
-                "tenant": tenant,
-                "filters": {
-                    "types": type or [],
-                    "genres": genre or [],
-                    "platforms": platform or [],
-                    "languages": language or [],
-                    "year_min": year_min,
-                    "year_max": year_max,
-                    "min_rating": min_rating,
-                },
-            }
+        request = search_request_from_params(
+            query,
+            mode=mode,
+            limit=limit,
+            offset=offset,
+            types=type,
+            genres=genre,
+            platforms=platform,
+            languages=language,
+            year_min=year_min,
+            year_max=year_max,
+            min_rating=min_rating,
+            tenant=tenant,
         )
     except ValidationError as exc:
         _fail(describe_validation_error(exc))

@@ -116,6 +116,10 @@ class MediaItem(BaseModel):
             raise ValueError("a private item needs an owner")
         return self
 
+    def platform_names(self) -> list[str]:
+        """Distinct platform names, sorted: what filters and results use."""
+        return sorted({p.name for p in self.platforms})
+
     def embedding_text(self) -> str:
         """The text the sentence model sees: what a searcher would describe."""
         parts = [self.title]
@@ -198,6 +202,47 @@ class SearchRequest(BaseModel):
     fusion: FusionSettings | None = None
     tenant: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "default"
     user: str | None = Field(default=None, max_length=256)
+
+
+def search_request_from_params(
+    query: str,
+    *,
+    mode: str = "hybrid",
+    limit: int = 10,
+    offset: int = 0,
+    types: list[str] | None = None,
+    genres: list[str] | None = None,
+    platforms: list[str] | None = None,
+    languages: list[str] | None = None,
+    year_min: int | None = None,
+    year_max: int | None = None,
+    min_rating: float | None = None,
+    tenant: str = "default",
+    user: str | None = None,
+) -> SearchRequest:
+    """Build a request from flat, repeatable parameters (URL query strings, CLI flags).
+
+    Raises pydantic's ValidationError; callers turn it into their own error form.
+    """
+    return SearchRequest.model_validate(
+        {
+            "query": query,
+            "mode": mode,
+            "limit": limit,
+            "offset": offset,
+            "tenant": tenant,
+            "user": user,
+            "filters": {
+                "types": types or [],
+                "genres": genres or [],
+                "platforms": platforms or [],
+                "languages": languages or [],
+                "year_min": year_min,
+                "year_max": year_max,
+                "min_rating": min_rating,
+            },
+        }
+    )
 
 
 class Explanation(BaseModel):

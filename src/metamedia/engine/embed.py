@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -128,7 +129,9 @@ def export_onnx(model_dir: Path, target: Path) -> Path:
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp-{os.getpid()}")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but needs no onnxscript; it is what we pin.
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             _Encoder(model),
             (sample, sample, torch.zeros_like(sample)),

@@ -175,7 +175,7 @@ class SearchService:
             type=item.type,
             genres=item.genres,
             language=item.language,
-            platforms=sorted({p.name for p in item.platforms}),
+            platforms=item.platform_names(),
             rating=item.rating,
             description=description,
             image_url=item.image_url,

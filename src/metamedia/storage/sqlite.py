@@ -146,13 +146,21 @@ def fts_query(query: str) -> str | None:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique[:64])
 
 
-def _fts_fields(item: MediaItem) -> tuple[str, str, str, str, str]:
-    return (
-        item.title,
-        item.description,
-        " ".join(item.cast),
-        " ".join(item.tags),
-        " ".join(item.genres),
+def _insert_fts(conn: Connection, pk: int, item: MediaItem) -> None:
+    """Index title, plot, people, tags and genres as separate BM25-weighted columns."""
+    conn.execute(
+        text(
+            "INSERT INTO media_fts(rowid, title, description, people, tags, genres) "
+            "VALUES (:pk, :title, :description, :people, :tags, :genres)"
+        ),
+        {
+            "pk": pk,
+            "title": item.title,
+            "description": item.description,
+            "people": " ".join(item.cast),
+            "tags": " ".join(item.tags),
+            "genres": " ".join(item.genres),
+        },
     )
 
 
@@ -164,7 +172,7 @@ def attributes_of(item: MediaItem) -> ItemAttributes:
         rating=item.rating,
         language=item.language,
         genres=tuple(item.genres),
-        platforms=tuple(sorted({p.name for p in item.platforms})),
+        platforms=tuple(item.platform_names()),
         private=item.visibility == "private",
         owner=item.owner,
     )
@@ -305,16 +313,10 @@ class SQLiteRepository:
             status = "updated"
         if item.genres:
             conn.execute(media_genre.insert(), [{"pk": pk, "genre": g} for g in item.genres])
-        platforms = sorted({p.name for p in item.platforms})
+        platforms = item.platform_names()
         if platforms:
             conn.execute(media_platform.insert(), [{"pk": pk, "platform": p} for p in platforms])
-        conn.execute(
-            text(
-                "INSERT INTO media_fts(rowid, title, description, people, tags, genres) "
-                "VALUES (:pk, :a, :b, :c, :d, :e)"
-            ),
-            dict(zip(("pk", "a", "b", "c", "d", "e"), (pk, *_fts_fields(item)), strict=True)),
-        )
+        _insert_fts(conn, pk, item)
         conn.execute(outbox.insert().values(pk=pk, op="upsert", at=now))
         return status
 
@@ -489,16 +491,7 @@ class SQLiteRepository:
             conn.exec_driver_sql("DELETE FROM media_fts")
             rows = conn.execute(text("SELECT pk, doc FROM media ORDER BY pk")).all()
             for pk, doc in rows:
-                item = MediaItem.model_validate_json(doc)
-                conn.execute(
-                    text(
-                        "INSERT INTO media_fts(rowid, title, description, people, tags, genres) "
-                        "VALUES (:pk, :a, :b, :c, :d, :e)"
-                    ),
-                    dict(
-                        zip(("pk", "a", "b", "c", "d", "e"), (pk, *_fts_fields(item)), strict=True)
-                    ),
-                )
+                _insert_fts(conn, int(pk), MediaItem.model_validate_json(doc))
                 count += 1
         return count
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
 from metamedia.api.deps import RuntimeDep, TenantDep, ViewerDep
-from metamedia.domain import SearchMode, SearchRequest, SearchResponse
+from metamedia.domain import SearchMode, SearchRequest, SearchResponse, search_request_from_params
 from metamedia.errors import InvalidRequestError
 from metamedia.services.validation import describe_validation_error
 
@@ -72,25 +72,22 @@ def search_get(
             f"unknown query parameter(s): {', '.join(unknown)}", field=unknown[0]
         )
     query = q if q is not None else request.query_params.get("query")
-    filters: dict[str, Any] = {
-        "types": type or [],
-        "genres": genre or [],
-        "platforms": platform or [],
-        "languages": language or [],
-        "year_min": year_min,
-        "year_max": year_max,
-        "min_rating": min_rating,
-    }
-    return runtime.search.search(
-        _request(
-            {
-                "query": query or "",
-                "mode": mode,
-                "limit": limit,
-                "offset": offset,
-                "filters": filters,
-                "tenant": tenant,
-                "user": viewer,
-            }
+    try:
+        search_request = search_request_from_params(
+            query or "",
+            mode=mode,
+            limit=limit,
+            offset=offset,
+            types=type,
+            genres=genre,
+            platforms=platform,
+            languages=language,
+            year_min=year_min,
+            year_max=year_max,
+            min_rating=min_rating,
+            tenant=tenant,
+            user=viewer,
         )
-    )
+    except ValidationError as exc:
+        raise InvalidRequestError(describe_validation_error(exc)) from exc
+    return runtime.search.search(search_request)
