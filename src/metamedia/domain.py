@@ -89,6 +89,11 @@ class MediaItem(BaseModel):
     maturity_rating: str | None = Field(default=None, max_length=16)
     image_url: str | None = Field(default=None, max_length=2000)
     tags: list[ShortText] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    external_ids: dict[ShortText, ShortText] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Identifiers in other catalogs, e.g. {'imdb': 'tt0114709', 'tmdb': '862'}.",
+    )
     visibility: Literal["public", "private"] = "public"
     owner: str | None = Field(default=None, max_length=256)
     tenant: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "default"

@@ -87,7 +87,7 @@ def test_movielens_directory_maps_titles_tags_and_ratings() -> None:
     assert "Animation" in toy["genres"]
     assert toy["rating_count"] > 200 and 3.5 < toy["rating"] < 4.5
     assert toy["tags"], "tags.csv should give Toy Story tags"
-    assert toy["platforms"][0]["url"].endswith("tt0114709/")
+    assert toy["external_ids"] == {"movielens": "1", "imdb": "tt0114709", "tmdb": "862"}
 
 
 @pytest.mark.parametrize(

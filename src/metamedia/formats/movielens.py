@@ -96,11 +96,13 @@ def read_movielens(directory: Path) -> Iterator[RawRecord]:
                 "genres": genres,
                 "tags": tags.get(movie_id, []),
             }
-            link = links.get(movie_id)
-            if link and link.get("imdbId"):
-                data["platforms"] = [
-                    {"name": "imdb", "url": f"https://www.imdb.com/title/tt{link['imdbId']}/"}
-                ]
+            link = links.get(movie_id) or {}
+            ids = {"movielens": movie_id}
+            if link.get("imdbId"):
+                ids["imdb"] = f"tt{link['imdbId']}"
+            if link.get("tmdbId"):
+                ids["tmdb"] = link["tmdbId"]
+            data["external_ids"] = ids
             if movie_id in ratings:
                 mean, count = ratings[movie_id]
                 data.update(rating=mean, rating_count=count, popularity=float(count))
