@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -55,7 +56,7 @@ def _settings(data_dir: Path | None) -> Settings:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -95,11 +96,12 @@ def _render_ingest(report: IngestReport) -> None:
         table.add_row(label, str(value))
     console.print(table)
     for reject in report.rejects[:10]:
-        err_console.print(f"[yellow]rejected[/] {reject.source}:{reject.line}: {reject.reason}")
+        where = escape(f"{reject.source}:{reject.line}")
+        err_console.print(f"[yellow]rejected[/] {where}: {escape(reject.reason)}", soft_wrap=True)
     if report.rejected > 10:
         err_console.print(f"... and {report.rejected - 10} more")
     if report.rejects_file:
-        err_console.print(f"all rejected rows: {report.rejects_file}")
+        err_console.print(f"all rejected rows: {escape(report.rejects_file)}", soft_wrap=True)
 
 
 @app.command()

@@ -9,31 +9,13 @@ change log that the vector index follows.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import (
-    Column,
-    Connection,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    text,
-)
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
 from metamedia.domain import MediaItem, SearchFilters
@@ -47,103 +29,15 @@ from metamedia.storage.base import (
     StoredItem,
     WriteStatus,
 )
-
-SCHEMA_VERSION = 1
-
-metadata = MetaData()
-
-media = Table(
-    "media",
-    metadata,
-    Column("pk", Integer, primary_key=True, autoincrement=True),
-    Column("tenant", String(64), nullable=False),
-    Column("external_id", String(256), nullable=False),
-    Column("type", String(16), nullable=False),
-    Column("title", Text, nullable=False),
-    Column("year", Integer),
-    Column("rating", Float),
-    Column("language", String(16)),
-    Column("visibility", String(8), nullable=False),
-    Column("owner", String(256)),
-    Column("popularity", Float, nullable=False, default=0.0),
-    Column("content_hash", String(64), nullable=False),
-    Column("row_hash", String(64), nullable=False),
-    Column("doc", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    UniqueConstraint("tenant", "external_id", name="uq_media_tenant_id"),
-    sqlite_autoincrement=True,
+from metamedia.storage.sqlite_query import BM25_WEIGHTS, filter_sql, fts_query
+from metamedia.storage.sqlite_schema import (
+    embeddings,
+    media,
+    media_genre,
+    media_platform,
+    open_sqlite,
+    outbox,
 )
-Index("ix_media_filter", media.c.tenant, media.c.type, media.c.year)
-
-media_genre = Table(
-    "media_genre",
-    metadata,
-    Column("pk", Integer, ForeignKey("media.pk", ondelete="CASCADE"), primary_key=True),
-    Column("genre", String(200), primary_key=True),
-)
-Index("ix_media_genre_genre", media_genre.c.genre, media_genre.c.pk)
-
-media_platform = Table(
-    "media_platform",
-    metadata,
-    Column("pk", Integer, ForeignKey("media.pk", ondelete="CASCADE"), primary_key=True),
-    Column("platform", String(200), primary_key=True),
-)
-Index("ix_media_platform_platform", media_platform.c.platform, media_platform.c.pk)
-
-embeddings = Table(
-    "embeddings",
-    metadata,
-    Column("model", String(128), primary_key=True),
-    Column("content_hash", String(64), primary_key=True),
-    Column("dim", Integer, nullable=False),
-    Column("vector", LargeBinary, nullable=False),
-)
-
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("pk", Integer, nullable=False),
-    Column("op", String(8), nullable=False),
-    Column("at", Float, nullable=False),
-    sqlite_autoincrement=True,
-)
-
-meta = Table(
-    "meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-
-FTS_DDL = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS media_fts USING fts5("
-    "title, description, people, tags, genres, "
-    "tokenize = 'porter unicode61 remove_diacritics 2')"
-)
-# Column weights for bm25(): a title hit outweighs a plot hit.
-BM25_WEIGHTS = "10.0, 1.0, 2.0, 3.0, 2.0"
-
-STOPWORDS = frozenset(
-    (
-        "a an and are as at be but by for from has have he her his i in into is it its "
-        "me my of on or our she so that the their them then there they this to was we "
-        "were what when where which who whom why will with you your movie film about"
-    ).split()
-)
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-
-
-def fts_query(query: str) -> str | None:
-    """Turn free text into a safe FTS5 OR-query of quoted terms (None if empty)."""
-    tokens = [t.lower() for t in _TOKEN.findall(query)]
-    terms = [t for t in tokens if t not in STOPWORDS] or tokens
-    unique = list(dict.fromkeys(terms))
-    if not unique:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique[:64])
 
 
 def _insert_fts(conn: Connection, pk: int, item: MediaItem) -> None:
@@ -190,21 +84,8 @@ class SQLiteRepository:
     """`MediaRepository` on a SQLite file (or any SQLAlchemy SQLite URL)."""
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self.engine: Engine = create_engine(url, connect_args={"timeout": 60})
-        event.listen(self.engine, "connect", _configure_connection)
-        self._ensure_schema()
-
-    def _ensure_schema(self) -> None:
-        with self.engine.begin() as conn:
-            metadata.create_all(conn)
-            conn.exec_driver_sql(FTS_DDL)
-            conn.execute(
-                text("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', :v)"),
-                {"v": str(SCHEMA_VERSION)},
-            )
+        self.engine: Engine = open_sqlite(url)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -378,7 +259,7 @@ class SQLiteRepository:
         match = fts_query(query)
         if match is None:
             return []
-        where, params = _filter_sql(tenant, viewer, filters)
+        where, params = filter_sql(tenant, viewer, filters)
         params.update({"match": match, "limit": limit})
         sql = (
             f"SELECT f.rowid, bm25(media_fts, {BM25_WEIGHTS}) AS score "
@@ -494,62 +375,6 @@ class SQLiteRepository:
                 _insert_fts(conn, int(pk), MediaItem.model_validate_json(doc))
                 count += 1
         return count
-
-
-def _filter_sql(
-    tenant: str, viewer: str | None, filters: SearchFilters
-) -> tuple[str, dict[str, Any]]:
-    """SQL predicate over alias `m` equivalent to the in-memory payload mask."""
-    clauses = ["m.tenant = :tenant"]
-    params: dict[str, Any] = {"tenant": tenant}
-    if viewer is None:
-        clauses.append("m.visibility = 'public'")
-    else:
-        clauses.append("(m.visibility = 'public' OR m.owner = :viewer)")
-        params["viewer"] = viewer
-
-    def in_list(column: str, name: str, values: Sequence[str]) -> str:
-        keys = []
-        for i, value in enumerate(values):
-            params[f"{name}{i}"] = value
-            keys.append(f":{name}{i}")
-        return f"{column} IN ({', '.join(keys)})"
-
-    if filters.types:
-        clauses.append(in_list("m.type", "type", filters.types))
-    if filters.languages:
-        clauses.append(in_list("m.language", "lang", filters.languages))
-    if filters.year_min is not None:
-        clauses.append("m.year >= :year_min")
-        params["year_min"] = filters.year_min
-    if filters.year_max is not None:
-        clauses.append("m.year <= :year_max")
-        params["year_max"] = filters.year_max
-    if filters.min_rating is not None:
-        clauses.append("m.rating >= :min_rating")
-        params["min_rating"] = filters.min_rating
-    if filters.genres:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM media_genre g WHERE g.pk = m.pk AND "
-            + in_list("g.genre", "genre", filters.genres)
-            + ")"
-        )
-    if filters.platforms:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM media_platform p WHERE p.pk = m.pk AND "
-            + in_list("p.platform", "plat", filters.platforms)
-            + ")"
-        )
-    return " AND ".join(clauses), params
-
-
-def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=60000")
-    cursor.close()
 
 
 def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:

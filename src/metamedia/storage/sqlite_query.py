@@ -1,0 +1,78 @@
+"""SQL text for keyword search: the FTS5 query language and filter predicates."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from metamedia.domain import SearchFilters
+
+# Column weights for bm25(): a title hit outweighs a plot hit.
+BM25_WEIGHTS = "10.0, 1.0, 2.0, 3.0, 2.0"
+
+STOPWORDS = frozenset(
+    (
+        "a an and are as at be but by for from has have he her his i in into is it its "
+        "me my of on or our she so that the their them then there they this to was we "
+        "were what when where which who whom why will with you your movie film about"
+    ).split()
+)
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(query: str) -> str | None:
+    """Turn free text into a safe FTS5 OR-query of quoted terms (None if empty)."""
+    tokens = [t.lower() for t in _TOKEN.findall(query)]
+    terms = [t for t in tokens if t not in STOPWORDS] or tokens
+    unique = list(dict.fromkeys(terms))
+    if not unique:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique[:64])
+
+
+def filter_sql(
+    tenant: str, viewer: str | None, filters: SearchFilters
+) -> tuple[str, dict[str, Any]]:
+    """SQL predicate over alias `m` equivalent to the in-memory payload mask."""
+    clauses = ["m.tenant = :tenant"]
+    params: dict[str, Any] = {"tenant": tenant}
+    if viewer is None:
+        clauses.append("m.visibility = 'public'")
+    else:
+        clauses.append("(m.visibility = 'public' OR m.owner = :viewer)")
+        params["viewer"] = viewer
+
+    def in_list(column: str, name: str, values: Sequence[str]) -> str:
+        keys = []
+        for i, value in enumerate(values):
+            params[f"{name}{i}"] = value
+            keys.append(f":{name}{i}")
+        return f"{column} IN ({', '.join(keys)})"
+
+    if filters.types:
+        clauses.append(in_list("m.type", "type", filters.types))
+    if filters.languages:
+        clauses.append(in_list("m.language", "lang", filters.languages))
+    if filters.year_min is not None:
+        clauses.append("m.year >= :year_min")
+        params["year_min"] = filters.year_min
+    if filters.year_max is not None:
+        clauses.append("m.year <= :year_max")
+        params["year_max"] = filters.year_max
+    if filters.min_rating is not None:
+        clauses.append("m.rating >= :min_rating")
+        params["min_rating"] = filters.min_rating
+    if filters.genres:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM media_genre g WHERE g.pk = m.pk AND "
+            + in_list("g.genre", "genre", filters.genres)
+            + ")"
+        )
+    if filters.platforms:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM media_platform p WHERE p.pk = m.pk AND "
+            + in_list("p.platform", "plat", filters.platforms)
+            + ")"
+        )
+    return " AND ".join(clauses), params

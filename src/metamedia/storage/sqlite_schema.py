@@ -1,0 +1,129 @@
+"""Schema of the embedded relational store and how its SQLite connections are set up.
+
+Kept apart from the repositories so every repository (media, users, ...) shares
+one metadata object and one engine per database file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import Engine
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+media = Table(
+    "media",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("external_id", String(256), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("year", Integer),
+    Column("rating", Float),
+    Column("language", String(16)),
+    Column("visibility", String(8), nullable=False),
+    Column("owner", String(256)),
+    Column("popularity", Float, nullable=False, default=0.0),
+    Column("content_hash", String(64), nullable=False),
+    Column("row_hash", String(64), nullable=False),
+    Column("doc", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("tenant", "external_id", name="uq_media_tenant_id"),
+    sqlite_autoincrement=True,
+)
+Index("ix_media_filter", media.c.tenant, media.c.type, media.c.year)
+
+media_genre = Table(
+    "media_genre",
+    metadata,
+    Column("pk", Integer, ForeignKey("media.pk", ondelete="CASCADE"), primary_key=True),
+    Column("genre", String(200), primary_key=True),
+)
+Index("ix_media_genre_genre", media_genre.c.genre, media_genre.c.pk)
+
+media_platform = Table(
+    "media_platform",
+    metadata,
+    Column("pk", Integer, ForeignKey("media.pk", ondelete="CASCADE"), primary_key=True),
+    Column("platform", String(200), primary_key=True),
+)
+Index("ix_media_platform_platform", media_platform.c.platform, media_platform.c.pk)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("content_hash", String(64), primary_key=True),
+    Column("dim", Integer, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("pk", Integer, nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+FTS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS media_fts USING fts5("
+    "title, description, people, tags, genres, "
+    "tokenize = 'porter unicode61 remove_diacritics 2')"
+)
+
+
+def open_sqlite(url: str) -> Engine:
+    """Engine for a SQLite URL with WAL and foreign keys on, schema created if new."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60})
+    event.listen(engine, "connect", _configure_connection)
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        conn.exec_driver_sql(FTS_DDL)
+        conn.execute(
+            text("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', :v)"),
+            {"v": str(SCHEMA_VERSION)},
+        )
+    return engine
+
+
+def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
