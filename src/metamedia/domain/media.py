@@ -1,4 +1,4 @@
-"""Domain types, defined once and used by every layer.
+"""Media items: the unit that is ingested, stored, indexed and returned.
 
 Pydantic models double as the validation layer for ingest rows, API bodies
 and CLI flags, so a row rejected by `metamedia ingest` is rejected for the same
@@ -23,8 +23,6 @@ from pydantic import (
 
 MEDIA_TYPES = ("movie", "series", "episode", "short", "post")
 MediaType = Literal["movie", "series", "episode", "short", "post"]
-SearchMode = Literal["hybrid", "semantic", "keyword"]
-FusionMethod = Literal["rrf", "weighted"]
 
 MAX_TITLE_CHARS = 500
 MAX_DESCRIPTION_CHARS = 20_000
@@ -35,7 +33,7 @@ MAX_YEAR = 2100
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
-def _normalise_labels(values: list[str]) -> list[str]:
+def normalise_labels(values: list[str]) -> list[str]:
     """Lower-case, strip and de-duplicate labels while keeping their order."""
     seen: dict[str, None] = {}
     for value in values:
@@ -104,7 +102,7 @@ class MediaItem(BaseModel):
     @field_validator("genres", "tags")
     @classmethod
     def _labels(cls, values: list[str]) -> list[str]:
-        return _normalise_labels(values)
+        return normalise_labels(values)
 
     @field_validator("language")
     @classmethod
@@ -144,146 +142,6 @@ class MediaItem(BaseModel):
         """Hash of every field: equal hashes mean re-ingesting changes nothing."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-class SearchFilters(BaseModel):
-    """Structured filters applied inside retrieval (never as a post-filter)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    types: list[MediaType] = Field(default_factory=list)
-    genres: list[ShortText] = Field(default_factory=list)
-    year_min: int | None = Field(default=None, ge=MIN_YEAR, le=MAX_YEAR)
-    year_max: int | None = Field(default=None, ge=MIN_YEAR, le=MAX_YEAR)
-    platforms: list[ShortText] = Field(default_factory=list)
-    languages: list[ShortText] = Field(default_factory=list)
-    min_rating: float | None = Field(default=None, ge=0.0, le=5.0)
-
-    @field_validator("genres", "platforms", "languages")
-    @classmethod
-    def _labels(cls, values: list[str]) -> list[str]:
-        return _normalise_labels(values)
-
-    @model_validator(mode="after")
-    def _ordered_years(self) -> SearchFilters:
-        low, high = self.year_min, self.year_max
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"year range is inverted: year_min {low} > year_max {high}")
-        return self
-
-    def is_empty(self) -> bool:
-        return not (
-            self.types
-            or self.genres
-            or self.platforms
-            or self.languages
-            or self.year_min is not None
-            or self.year_max is not None
-            or self.min_rating is not None
-        )
-
-
-class FusionSettings(BaseModel):
-    """How keyword and vector lists are merged; overridable per request."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: FusionMethod = "rrf"
-    keyword_weight: float = Field(default=1.0, ge=0.0, le=100.0)
-    semantic_weight: float = Field(default=1.0, ge=0.0, le=100.0)
-    rrf_k: float = Field(default=60.0, gt=0.0, le=10_000.0)
-
-
-class SearchRequest(BaseModel):
-    """A search as the API, CLI and Python facade accept it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-    mode: SearchMode = "hybrid"
-    limit: int = Field(default=10, ge=1, le=100)
-    offset: int = Field(default=0, ge=0, le=10_000)
-    filters: SearchFilters = Field(default_factory=SearchFilters)
-    fusion: FusionSettings | None = None
-    tenant: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "default"
-    user: str | None = Field(default=None, max_length=256)
-
-
-def search_request_from_params(
-    query: str,
-    *,
-    mode: str = "hybrid",
-    limit: int = 10,
-    offset: int = 0,
-    types: list[str] | None = None,
-    genres: list[str] | None = None,
-    platforms: list[str] | None = None,
-    languages: list[str] | None = None,
-    year_min: int | None = None,
-    year_max: int | None = None,
-    min_rating: float | None = None,
-    tenant: str = "default",
-    user: str | None = None,
-) -> SearchRequest:
-    """Build a request from flat, repeatable parameters (URL query strings, CLI flags).
-
-    Raises pydantic's ValidationError; callers turn it into their own error form.
-    """
-    return SearchRequest.model_validate(
-        {
-            "query": query,
-            "mode": mode,
-            "limit": limit,
-            "offset": offset,
-            "tenant": tenant,
-            "user": user,
-            "filters": {
-                "types": types or [],
-                "genres": genres or [],
-                "platforms": platforms or [],
-                "languages": languages or [],
-                "year_min": year_min,
-                "year_max": year_max,
-                "min_rating": min_rating,
-            },
-        }
-    )
-
-
-class Explanation(BaseModel):
-    """Why a result is where it is: each list's rank and score, and the fused score."""
-
-    keyword_rank: int | None = None
-    keyword_score: float | None = None
-    vector_rank: int | None = None
-    vector_similarity: float | None = None
-    fused_score: float
-    method: str
-
-
-class SearchHit(BaseModel):
-    id: str
-    title: str
-    year: int | None
-    type: MediaType
-    genres: list[str]
-    language: str | None = None
-    platforms: list[str] = Field(default_factory=list)
-    rating: float | None = None
-    description: str = ""
-    image_url: str | None = None
-    score: float
-    explanation: Explanation
-
-
-class SearchResponse(BaseModel):
-    results: list[SearchHit]
-    took_ms: float
-    embedding_ms: float = 0.0
-    matched: int | None = Field(
-        default=None, description="Items passing the filters (None when unfiltered)."
-    )
-    next_offset: int | None = None
 
 
 def dump_item(item: MediaItem) -> dict[str, Any]:
