@@ -17,6 +17,25 @@ import numpy.typing as npt
 BoolArray = npt.NDArray[np.bool_]
 UNKNOWN = -1
 
+# Maturity ratings as ordered levels (film and TV scales side by side).
+MATURITY_LEVELS: dict[str, int] = {
+    "g": 0,
+    "tv-y": 0,
+    "tv-g": 0,
+    "tv-y7": 1,
+    "pg": 1,
+    "tv-pg": 1,
+    "pg-13": 2,
+    "tv-14": 2,
+    "r": 3,
+    "nc-17": 4,
+    "tv-ma": 4,
+}
+
+
+def maturity_level(rating: str | None) -> int:
+    return UNKNOWN if rating is None else MATURITY_LEVELS.get(rating.strip().lower(), UNKNOWN)
+
 
 @dataclass(frozen=True)
 class ItemAttributes:
@@ -31,6 +50,8 @@ class ItemAttributes:
     platforms: tuple[str, ...] = ()
     private: bool = False
     owner: str | None = None
+    popularity: float = 0.0
+    maturity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +67,8 @@ class AttributeFilter:
     year_max: int | None = None
     min_rating: float | None = None
     viewer: str | None = None
+    max_maturity: int | None = None
+    blocked_owners: tuple[str, ...] = ()
 
 
 @dataclass
@@ -77,6 +100,8 @@ class PayloadColumns:
         self._owner = np.full(cap, UNKNOWN, dtype=np.int32)
         self._year = np.full(cap, UNKNOWN, dtype=np.int32)
         self._rating = np.full(cap, np.nan, dtype=np.float32)
+        self._popularity = np.zeros(cap, dtype=np.float32)
+        self._maturity = np.full(cap, UNKNOWN, dtype=np.int8)
         self._private = np.zeros(cap, dtype=np.bool_)
         self._genres = np.zeros((cap, 8), dtype=np.bool_)
         self._platforms = np.zeros((cap, 8), dtype=np.bool_)
@@ -93,7 +118,7 @@ class PayloadColumns:
         if needed <= cap:
             return
         new_cap = max(needed, cap * 2)
-        for name in ("_type", "_tenant", "_language", "_owner", "_year"):
+        for name in ("_type", "_tenant", "_language", "_owner", "_year", "_maturity"):
             old = getattr(self, name)
             grown = np.full(new_cap, UNKNOWN, dtype=old.dtype)
             grown[:cap] = old
@@ -101,6 +126,9 @@ class PayloadColumns:
         rating = np.full(new_cap, np.nan, dtype=np.float32)
         rating[:cap] = self._rating
         self._rating = rating
+        popularity = np.zeros(new_cap, dtype=np.float32)
+        popularity[:cap] = self._popularity
+        self._popularity = popularity
         private = np.zeros(new_cap, dtype=np.bool_)
         private[:cap] = self._private
         self._private = private
@@ -131,6 +159,8 @@ class PayloadColumns:
             self._year[pos] = UNKNOWN if attrs.year is None else attrs.year
             self._rating[pos] = np.nan if attrs.rating is None else attrs.rating
             self._private[pos] = attrs.private
+            self._popularity[pos] = attrs.popularity
+            self._maturity[pos] = maturity_level(attrs.maturity)
             self._set_multi("_genres", "genre", pos, attrs.genres)
             self._set_multi("_platforms", "platform", pos, attrs.platforms)
         self._n = start + len(rows)
@@ -165,11 +195,26 @@ class PayloadColumns:
         if flt.min_rating is not None:
             with np.errstate(invalid="ignore"):
                 mask &= self._rating[:n] >= flt.min_rating
+        if flt.blocked_owners:
+            blocked = self._vocab["owner"].lookup(flt.blocked_owners)
+            if blocked:
+                mask &= ~np.isin(self._owner[:n], blocked)
+        if flt.max_maturity is not None:
+            # Unknown ratings pass only an unrestricted limit: a child profile sees rated items.
+            level = self._maturity[:n]
+            mask &= (level != UNKNOWN) & (level <= flt.max_maturity)
         if flt.genres:
             mask &= self._any_of("_genres", "genre", flt.genres)
         if flt.platforms:
             mask &= self._any_of("_platforms", "platform", flt.platforms)
         return mask
+
+    def popularity(self) -> npt.NDArray[np.float32]:
+        return self._popularity[: self._n]
+
+    def genre_matrix(self, genres: tuple[str, ...]) -> BoolArray:
+        """Which positions carry any of these genres (all False for unknown genres)."""
+        return self._any_of("_genres", "genre", genres)
 
     def _any_of(self, column: str, vocab: str, values: tuple[str, ...]) -> BoolArray:
         codes = self._vocab[vocab].lookup(values)

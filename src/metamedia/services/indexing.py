@@ -212,6 +212,37 @@ class IndexManager:
                 raise RuntimeError("filter mask is out of date with the index")
             return index.search(query, k, allowed)
 
+    def popularity(self) -> np.ndarray:
+        with self._lock:
+            _ = self.index
+            return self._payload.popularity().copy()
+
+    def genre_mask(self, genres: tuple[str, ...]) -> np.ndarray:
+        with self._lock:
+            _ = self.index
+            return self._payload.genre_matrix(genres)
+
+    def positions_of(self, keys: list[int]) -> dict[int, int]:
+        with self._lock:
+            index = self.index
+            found = {}
+            for key in keys:
+                pos = index.position_of(key)
+                if pos is not None:
+                    found[key] = pos
+            return found
+
+    def vectors_of(self, keys: list[int]) -> dict[int, FloatArray]:
+        """Stored vectors of live keys (copies; unknown keys are skipped)."""
+        with self._lock:
+            index = self.index
+            vectors = index.vectors()
+            return {k: vectors[p].copy() for k, p in self.positions_of(keys).items()}
+
+    def keys_at(self, positions: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self.index.key_at(positions)
+
     def similarities(self, query: FloatArray, keys: list[int]) -> dict[int, float]:
         with self._lock:
             index = self.index

@@ -11,8 +11,11 @@ from metamedia.errors import InvalidRequestError
 from metamedia.services.catalog import CatalogService
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ingest import IngestService
+from metamedia.services.recommend import RecommendService
 from metamedia.services.search import SearchService
+from metamedia.services.users import UserService
 from metamedia.storage.sqlite import SQLiteRepository
+from metamedia.storage.sqlite_users import SQLiteUserRepository
 from metamedia.storage.vector_files import VectorFileStore
 
 _EMBEDDERS: dict[str, Embedder] = {}
@@ -40,6 +43,8 @@ class Runtime:
     ingest: IngestService
     search: SearchService
     catalog: CatalogService
+    users: UserService
+    recommend: RecommendService
 
     @classmethod
     def open(cls, settings: Settings | None = None, embedder: Embedder | None = None) -> Runtime:
@@ -58,7 +63,11 @@ class Runtime:
         )
         search = SearchService(repo, embedder, indexes, settings)
         catalog = CatalogService(repo, ingest, indexes)
-        return cls(settings, repo, embedder, indexes, ingest, search, catalog)
+        user_repo = SQLiteUserRepository(repo.engine)
+        users = UserService(user_repo, indexes, embedder.name)
+        recommend = RecommendService(repo, user_repo, users, indexes)
+        users.on_erase(recommend.forget_user)
+        return cls(settings, repo, embedder, indexes, ingest, search, catalog, users, recommend)
 
     def stats(self) -> dict[str, Any]:
         index = self.indexes.index

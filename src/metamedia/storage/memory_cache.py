@@ -51,6 +51,14 @@ class TTLCache(Generic[V]):
                 self._data.popitem(last=False)
                 self.evictions += 1
 
+    def drop_where(self, predicate: Callable[[Hashable], bool]) -> int:
+        """Remove every entry whose key matches (targeted invalidation)."""
+        with self._lock:
+            doomed = [key for key in self._data if predicate(key)]
+            for key in doomed:
+                del self._data[key]
+        return len(doomed)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()

@@ -69,6 +69,8 @@ def attributes_of(item: MediaItem) -> ItemAttributes:
         platforms=tuple(item.platform_names()),
         private=item.visibility == "private",
         owner=item.owner,
+        popularity=item.popularity,
+        maturity=item.maturity_rating,
     )
 
 

@@ -97,6 +97,52 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
+users = Table(
+    "users",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("external_id", String(256), nullable=False),
+    Column("preferences", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("tenant", "external_id", name="uq_users_tenant_id"),
+    sqlite_autoincrement=True,
+)
+
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("user_pk", Integer, ForeignKey("users.pk", ondelete="CASCADE"), nullable=False),
+    Column("media_pk", Integer, nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("value", Float),
+    Column("ts", Float, nullable=False),
+    Column("context", Text),
+    UniqueConstraint("user_pk", "media_pk", "type", "ts", name="uq_interaction_event"),
+)
+Index("ix_interactions_user_ts", interactions.c.user_pk, interactions.c.ts)
+Index("ix_interactions_media_ts", interactions.c.media_pk, interactions.c.ts)
+
+favorites = Table(
+    "favorites",
+    metadata,
+    Column("user_pk", Integer, ForeignKey("users.pk", ondelete="CASCADE"), primary_key=True),
+    Column("media_pk", Integer, primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+user_vectors = Table(
+    "user_vectors",
+    metadata,
+    Column("user_pk", Integer, ForeignKey("users.pk", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(128), nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("events", Integer, nullable=False),
+)
+
 FTS_DDL = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS media_fts USING fts5("
     "title, description, people, tags, genres, "

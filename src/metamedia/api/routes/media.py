@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
 from metamedia.api.deps import RuntimeDep, TenantDep, ViewerDep
 from metamedia.errors import InvalidRequestError
+from metamedia.services.recommend import FeedItem
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
@@ -24,6 +25,28 @@ class BatchResponse(BaseModel):
     results: list[BatchResult]
     accepted: int
     rejected: int
+
+
+@router.get("/{media_id:path}/similar", response_model=list[FeedItem])
+def similar_media(
+    media_id: str,
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    viewer: ViewerDep,
+    user: Annotated[str | None, Query(max_length=256)] = None,
+    positive: Annotated[list[str] | None, Query()] = None,
+    negative: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> list[FeedItem]:
+    """More like this; personalised with `user`, steered by positive / negative examples."""
+    return runtime.recommend.similar(
+        tenant,
+        media_id,
+        user=user or viewer,
+        positive=positive,
+        negative=negative,
+        limit=limit,
+    )
 
 
 @router.get("/{media_id:path}")

@@ -1,0 +1,126 @@
+"""`/v1/users/{id}`: profile and preferences, interactions, history, favorites,
+discovery feed, and GDPR export / erasure."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import BaseModel
+
+from metamedia.api.deps import RuntimeDep, TenantDep
+from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
+from metamedia.errors import InvalidRequestError
+from metamedia.services.recommend import FeedPage
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+
+
+class UserOut(BaseModel):
+    id: str
+    tenant: str
+    created_at: float
+    preferences: Preferences
+
+
+class InteractionsOut(BaseModel):
+    results: list[InteractionResult]
+    recorded: int
+    rejected: int
+
+
+@router.put("/{user_id}", response_model=UserOut)
+def put_user(
+    user_id: str,
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    body: Annotated[dict[str, Any] | None, Body()] = None,
+) -> UserOut:
+    """Create a user (idempotent); `{"preferences": {...}}` sets preferences too."""
+    if body is not None and set(body) - {"preferences"}:
+        unknown = ", ".join(sorted(set(body) - {"preferences"}))
+        raise InvalidRequestError(f"unknown field(s): {unknown}")
+    record = runtime.users.upsert(tenant, user_id, (body or {}).get("preferences"))
+    return UserOut(
+        id=user_id,
+        tenant=tenant,
+        created_at=record.created_at,
+        preferences=Preferences.model_validate(record.preferences),
+    )
+
+
+@router.get("/{user_id}", response_model=UserOut)
+def get_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> UserOut:
+    record = runtime.users.require(tenant, user_id)
+    return UserOut(
+        id=user_id,
+        tenant=tenant,
+        created_at=record.created_at,
+        preferences=Preferences.model_validate(record.preferences),
+    )
+
+
+@router.get("/{user_id}/preferences", response_model=Preferences)
+def get_preferences(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Preferences:
+    return runtime.users.preferences(tenant, user_id)
+
+
+@router.put("/{user_id}/preferences", response_model=Preferences)
+def put_preferences(
+    user_id: str, body: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, tenant: TenantDep
+) -> Preferences:
+    return runtime.users.set_preferences(tenant, user_id, body)
+
+
+@router.post("/{user_id}/interactions", response_model=InteractionsOut)
+def post_interactions(
+    user_id: str, body: Annotated[Any, Body()], runtime: RuntimeDep, tenant: TenantDep
+) -> InteractionsOut:
+    """`{"events": [{"item", "type", "value", "ts", "context"}]}`; per-event results."""
+    events = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(events, list):
+        raise InvalidRequestError('body must be {"events": [...]}')
+    results = runtime.users.record(tenant, user_id, events)
+    rejected = sum(1 for r in results if r.status == "rejected")
+    return InteractionsOut(results=results, recorded=len(results) - rejected, rejected=rejected)
+
+
+@router.get("/{user_id}/history", response_model=list[StoredInteraction])
+def get_history(
+    user_id: str,
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[StoredInteraction]:
+    return runtime.users.history(tenant, user_id, limit, offset)
+
+
+@router.get("/{user_id}/favorites")
+def get_favorites(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> list[dict[str, Any]]:
+    return runtime.users.favorites(tenant, user_id)
+
+
+@router.get("/{user_id}/feed", response_model=FeedPage)
+def get_feed(
+    user_id: str,
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> FeedPage:
+    """The discovery feed; pass `next_cursor` back for the next page (no duplicates)."""
+    return runtime.recommend.feed(tenant, user_id, limit, cursor)
+
+
+@router.get("/{user_id}/export")
+def export_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> dict[str, Any]:
+    """Everything held about the user (GDPR access)."""
+    return runtime.users.export(tenant, user_id)
+
+
+@router.delete("/{user_id}", status_code=204)
+def delete_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Response:
+    """Erase the user from every store and cache (GDPR erasure)."""
+    runtime.users.delete(tenant, user_id)
+    return Response(status_code=204)

@@ -1,0 +1,347 @@
+"""Discovery feed and "more like this".
+
+Candidates come from several small sources (content ANN on the preference
+vector, popular, trending, fresh, explicit-preference match), are scored by a
+weighted blend of features, cleaned of anything seen, private or blocked, and
+diversified with MMR. Each item carries the reasons that put it there.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel
+
+from metamedia.domain import MediaItem
+from metamedia.domain.users import Preferences
+from metamedia.engine.payload import MATURITY_LEVELS, AttributeFilter
+from metamedia.engine.rank import minmax, mmr
+from metamedia.engine.vectors import FloatArray, normalize
+from metamedia.errors import InvalidRequestError, NotFoundError
+from metamedia.services.indexing import IndexManager
+from metamedia.services.users import UserService
+from metamedia.storage.base import MediaRepository
+from metamedia.storage.memory_cache import TTLCache
+from metamedia.storage.sqlite_users import EventRow, SQLiteUserRepository
+
+SEEN_TYPES = frozenset({"view", "complete", "rate", "dislike", "skip"})
+POSITIVE_TYPES = frozenset({"like", "favorite", "complete", "share"})
+IMPRESSION_WINDOW_S = 86_400.0
+TRENDING_WINDOW_S = 7 * 86_400.0
+FEED_DEPTH = 200
+POOL = 300
+
+
+@dataclass(frozen=True)
+class FeedWeights:
+    """Blend of features; a variant of an experiment can swap these."""
+
+    content: float = 0.55
+    popularity: float = 0.15
+    trending: float = 0.10
+    freshness: float = 0.05
+    preference: float = 0.10
+    platform: float = 0.05
+    diversity: float = 0.25
+
+
+class FeedItem(BaseModel):
+    id: str
+    title: str
+    score: float
+    reasons: list[str]
+
+
+class FeedPage(BaseModel):
+    items: list[FeedItem]
+    next_cursor: str | None
+
+
+@dataclass
+class _Candidates:
+    keys: dict[int, set[str]] = field(default_factory=dict)
+
+    def add(self, keys: np.ndarray, source: str) -> None:
+        for key in keys.tolist():
+            self.keys.setdefault(int(key), set()).add(source)
+
+
+class RecommendService:
+    def __init__(
+        self,
+        media: MediaRepository,
+        users: SQLiteUserRepository,
+        user_service: UserService,
+        indexes: IndexManager,
+        weights: FeedWeights | None = None,
+    ) -> None:
+        self.media = media
+        self.users = users
+        self.user_service = user_service
+        self.indexes = indexes
+        self.weights = weights or FeedWeights()
+        self._snapshots: TTLCache[list[tuple[int, float, list[str]]]] = TTLCache(10_000, 600.0)
+
+    def forget_user(self, tenant: str, user: str) -> None:
+        """Drop a user's feed snapshots (erasure); pages already served stay stable otherwise."""
+        # The next un-cursored request rebuilds anyway; erasure must leave no ranked list.
+        self._snapshots.drop_where(lambda key: isinstance(key, tuple) and key[:2] == (tenant, user))
+
+    # -- feed -----------------------------------------------------------------
+
+    def feed(self, tenant: str, user: str, limit: int = 20, cursor: str | None = None) -> FeedPage:
+        if not 1 <= limit <= 100:
+            raise InvalidRequestError(f"limit must be between 1 and 100, got {limit}")
+        self.indexes.sync()
+        self.user_service.require(tenant, user)
+        if cursor:
+            snapshot_id, offset = _decode_cursor(cursor)
+            ranked = self._snapshots.get((tenant, user, snapshot_id))
+            if ranked is None:
+                raise InvalidRequestError(
+                    "the feed cursor has expired; request the first page again"
+                )
+        else:
+            snapshot_id, offset = secrets.token_hex(6), 0
+            ranked = self._rank(tenant, user)
+            self._snapshots.set((tenant, user, snapshot_id), ranked)
+        page = ranked[offset : offset + limit]
+        items = self.media.get_many([key for key, _, _ in page])
+        out = [
+            FeedItem(id=items[key].id, title=items[key].title, score=score, reasons=reasons)
+            for key, score, reasons in page
+            if key in items
+        ]
+        end = offset + limit
+        next_cursor = _encode_cursor(snapshot_id, end) if end < len(ranked) else None
+        return FeedPage(items=out, next_cursor=next_cursor)
+
+    def _rank(self, tenant: str, user: str) -> list[tuple[int, float, list[str]]]:
+        record = self.user_service.require(tenant, user)
+        prefs = Preferences.model_validate(record.preferences)
+        events = self.users.events(record.pk)
+        direction = self.user_service.preference_state(record.pk).direction()
+        mask = self.indexes.mask(_filter_for(tenant, user, prefs))
+        now = time.time()
+        seen = _seen(events, now)
+        for pos in self.indexes.positions_of(sorted(seen)).values():
+            mask[pos] = False
+        if not mask.any():
+            return []
+
+        w = self.weights
+        cands = _Candidates()
+        popularity = self.indexes.popularity()
+        if direction is not None:
+            cands.add(self.indexes.search(direction, POOL, mask).keys, "content")
+        allowed = np.flatnonzero(mask)
+        top_pop = allowed[np.argsort(-popularity[allowed], kind="stable")[:POOL]]
+        cands.add(self.indexes.keys_at(top_pop), "popular")
+        trending = dict(self.users.trending(tenant, now - TRENDING_WINDOW_S, POOL))
+        trend_keys = np.array(list(trending), dtype=np.int64)
+        cands.add(trend_keys[np.isin(trend_keys, self.indexes.keys_at(allowed))], "trending")
+        cands.add(self.indexes.keys_at(allowed[-50:]), "fresh")
+        if prefs.liked_genres:
+            liked = np.flatnonzero(mask & self.indexes.genre_mask(tuple(prefs.liked_genres)))
+            by_pop = liked[np.argsort(-popularity[liked], kind="stable")[:POOL]]
+            cands.add(self.indexes.keys_at(by_pop), "preference")
+
+        keys = sorted(cands.keys)
+        vectors = self.indexes.vectors_of(keys)
+        keys = [k for k in keys if k in vectors]
+        if not keys:
+            return []
+        matrix = np.vstack([vectors[k] for k in keys])
+        positions = self.indexes.positions_of(keys)
+        pos_arr = np.array([positions[k] for k in keys])
+        items = self.media.get_many(keys)
+
+        content = matrix @ direction if direction is not None else np.zeros(len(keys))
+        pop = minmax(np.log1p(popularity[pos_arr]).astype(np.float32))
+        trend = minmax(np.array([trending.get(k, 0) for k in keys], dtype=np.float32))
+        order = np.argsort(np.argsort(pos_arr))  # newer positions = more recently added
+        fresh = (order / max(len(keys) - 1, 1)).astype(np.float32)
+        pref = np.array([_preference_match(items.get(k), prefs) for k in keys], dtype=np.float32)
+        platform = np.array([_on_platforms(items.get(k), prefs) for k in keys], dtype=np.float32)
+        content_weight = w.content if direction is not None else 0.0
+        score = (
+            content_weight * minmax(content.astype(np.float32))
+            + w.popularity * pop
+            + w.trending * trend
+            + w.freshness * fresh
+            + w.preference * pref
+            + w.platform * platform
+        )
+        best = np.argsort(-score, kind="stable")[: FEED_DEPTH * 2]
+        picked = best[mmr(score[best], normalize(matrix[best]), FEED_DEPTH, w.diversity)]
+        positives = self._positive_examples(events)
+        ranked = []
+        for i in picked.tolist():
+            key = keys[i]
+            reasons = self._reasons(key, cands.keys[key], matrix[i], positives, items, prefs)
+            ranked.append((key, round(float(score[i]), 6), reasons))
+        return ranked
+
+    # -- more like this ---------------------------------------------------------
+
+    def similar(
+        self,
+        tenant: str,
+        media_id: str,
+        *,
+        user: str | None = None,
+        positive: list[str] | None = None,
+        negative: list[str] | None = None,
+        limit: int = 10,
+    ) -> list[FeedItem]:
+        """Items like `media_id` (plus positive examples, minus negative ones).
+
+        With a user, results lean toward their preference vector and skip what
+        they have already seen.
+        """
+        if not 1 <= limit <= 100:
+            raise InvalidRequestError(f"limit must be between 1 and 100, got {limit}")
+        self.indexes.sync()
+        names = [media_id, *(positive or []), *(negative or [])]
+        stored = {n: self.media.get(tenant, n) for n in dict.fromkeys(names)}
+        for name, entry in stored.items():
+            if entry is None or not _visible(entry.item, user):
+                raise NotFoundError(f"media item {name!r} not found in tenant {tenant!r}")
+        pk_of = {n: s.pk for n, s in stored.items() if s is not None}
+        vectors = self.indexes.vectors_of(list(pk_of.values()))
+        pos = [vectors[pk_of[n]] for n in [media_id, *(positive or [])] if pk_of[n] in vectors]
+        neg = [vectors[pk_of[n]] for n in negative or [] if pk_of[n] in vectors]
+        if not pos:
+            raise NotFoundError(f"media item {media_id!r} has no vector yet; run index rebuild")
+        query = np.mean(pos, axis=0)
+        if neg:
+            query = query - 0.5 * np.mean(neg, axis=0)
+        mask = self.indexes.mask(AttributeFilter(tenant=tenant, viewer=user))
+        excluded = set(pk_of.values())
+        direction = None
+        if user is not None:
+            record = self.user_service.require(tenant, user)
+            excluded |= _seen(self.users.events(record.pk), time.time())
+            direction = self.user_service.preference_state(record.pk).direction()
+            if direction is not None:
+                query = query + 0.3 * direction
+        for p in self.indexes.positions_of(sorted(excluded)).values():
+            mask[p] = False
+        query_unit = normalize(query)[0]
+        hits = self.indexes.search(query_unit, limit, mask)
+        items = self.media.get_many(hits.keys.tolist())
+        anchor = stored[media_id]
+        title = anchor.item.title if anchor is not None else media_id
+        reasons = [f"similar to {title}"]
+        if direction is not None:
+            reasons.append("tuned to your taste")
+        return [
+            FeedItem(id=items[key].id, title=items[key].title, score=score, reasons=reasons)
+            for key, score in zip(hits.keys.tolist(), hits.scores.tolist(), strict=True)
+            if key in items
+        ]
+
+    def _positive_examples(self, events: list[EventRow]) -> dict[int, FloatArray]:
+        recent = [
+            e.media_pk
+            for e in reversed(events)
+            if e.type in POSITIVE_TYPES or (e.type == "rate" and (e.value or 0) >= 4.0)
+        ][:20]
+        return self.indexes.vectors_of(list(dict.fromkeys(recent)))
+
+    def _reasons(
+        self,
+        key: int,
+        sources: set[str],
+        vector: FloatArray,
+        positives: dict[int, FloatArray],
+        items: dict[int, MediaItem],
+        prefs: Preferences,
+    ) -> list[str]:
+        reasons = []
+        if positives and "content" in sources:
+            anchor = max(positives, key=lambda k: float(positives[k] @ vector))
+            liked = self.media.get_many([anchor]).get(anchor)
+            if liked is not None:
+                reasons.append(f"because you liked {liked.title}")
+        item = items.get(key)
+        if item is not None and prefs.liked_genres:
+            shared = [g for g in item.genres if g in prefs.liked_genres]
+            if shared:
+                reasons.append(f"matches your taste in {shared[0]}")
+        if item is not None and _on_platforms(item, prefs):
+            reasons.append("available on your platforms")
+        if "trending" in sources:
+            reasons.append("trending this week")
+        if "popular" in sources and not reasons:
+            reasons.append("popular")
+        if "fresh" in sources and not reasons:
+            reasons.append("new in the catalog")
+        return reasons or ["recommended for you"]
+
+
+def _visible(item: MediaItem, viewer: str | None) -> bool:
+    return item.visibility == "public" or (viewer is not None and item.owner == viewer)
+
+
+def _filter_for(tenant: str, user: str, prefs: Preferences) -> AttributeFilter:
+    limit = None
+    if prefs.maturity_limit:
+        limit = MATURITY_LEVELS.get(prefs.maturity_limit.strip().lower())
+    return AttributeFilter(
+        tenant=tenant,
+        viewer=user,
+        max_maturity=limit,
+        blocked_owners=tuple(prefs.blocked_owners),
+    )
+
+
+def _seen(events: list[EventRow], now: float) -> set[int]:
+    seen = set()
+    for event in events:
+        if (
+            event.type in SEEN_TYPES
+            or (event.type == "progress" and (event.value or 0) >= 90)
+            or (event.type == "impression" and event.ts >= now - IMPRESSION_WINDOW_S)
+        ):
+            seen.add(event.media_pk)
+    return seen
+
+
+def _preference_match(item: MediaItem | None, prefs: Preferences) -> float:
+    if item is None:
+        return 0.0
+    score = 0.0
+    if any(g in prefs.liked_genres for g in item.genres):
+        score += 1.0
+    if any(g in prefs.disliked_genres for g in item.genres):
+        score -= 1.0
+    if prefs.languages and item.language in prefs.languages:
+        score += 0.5
+    return score
+
+
+def _on_platforms(item: MediaItem | None, prefs: Preferences) -> float:
+    if item is None or not prefs.platforms:
+        return 0.0
+    return 1.0 if set(item.platform_names()) & set(prefs.platforms) else 0.0
+
+
+def _encode_cursor(snapshot: str, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{snapshot}:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        snapshot, _, offset = base64.urlsafe_b64decode(padded).decode().partition(":")
+        return snapshot, int(offset)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"malformed feed cursor {cursor[:40]!r}") from exc
+
+
+__all__ = ["FeedItem", "FeedPage", "FeedWeights", "NotFoundError", "RecommendService"]

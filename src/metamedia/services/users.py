@@ -1,0 +1,219 @@
+"""User context: profiles, explicit preferences, interactions, history, GDPR.
+
+Every interaction updates the user's preference vector in O(d), so the very
+next feed request (which always ranks afresh) reflects it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from metamedia.domain.users import (
+    InteractionIn,
+    InteractionResult,
+    Preferences,
+    StoredInteraction,
+)
+from metamedia.engine.profile import PreferenceState, apply_event, signal_weight
+from metamedia.errors import InvalidRequestError, NotFoundError
+from metamedia.services.indexing import IndexManager
+from metamedia.services.validation import describe_validation_error
+from metamedia.storage.sqlite_users import EventRow, SQLiteUserRepository, UserRecord, VectorState
+
+FUTURE_SKEW_S = 300.0  # clocks drift: accept events up to five minutes ahead
+MAX_EVENTS_PER_BATCH = 5000
+PREFERENCE_HALF_LIFE_S = 60 * 86_400.0
+
+
+class UserService:
+    def __init__(
+        self,
+        users: SQLiteUserRepository,
+        indexes: IndexManager,
+        model: str,
+    ) -> None:
+        self.users = users
+        self.indexes = indexes
+        self.model = model
+        self._erase_listeners: list[Callable[[str, str], None]] = []
+
+    def on_erase(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(tenant, user)` after a user is erased (caches holding user data)."""
+        self._erase_listeners.append(listener)
+
+    # -- profiles -------------------------------------------------------------
+
+    def require(self, tenant: str, user: str) -> UserRecord:
+        record = self.users.get(tenant, user)
+        if record is None:
+            raise NotFoundError(
+                f"user {user!r} not found in tenant {tenant!r}; create it with PUT /v1/users/{user}"
+            )
+        return record
+
+    def upsert(self, tenant: str, user: str, preferences: dict[str, Any] | None) -> UserRecord:
+        self.users.ensure(tenant, user)
+        if preferences is not None:
+            self.set_preferences(tenant, user, preferences)
+        return self.require(tenant, user)
+
+    def preferences(self, tenant: str, user: str) -> Preferences:
+        return Preferences.model_validate(self.require(tenant, user).preferences)
+
+    def set_preferences(self, tenant: str, user: str, data: dict[str, Any]) -> Preferences:
+        record = self.require(tenant, user)
+        try:
+            prefs = Preferences.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidRequestError(describe_validation_error(exc)) from exc
+        self.users.set_preferences(record.pk, prefs.model_dump(mode="json"))
+        return prefs
+
+    # -- interactions ---------------------------------------------------------
+
+    def record(
+        self, tenant: str, user: str, events: list[Any], *, create_user: bool = False
+    ) -> list[InteractionResult]:
+        """Validate and store events; bad ones get an error, good ones are kept."""
+        if len(events) > MAX_EVENTS_PER_BATCH:
+            raise InvalidRequestError(
+                f"a batch holds at most {MAX_EVENTS_PER_BATCH} events, got {len(events)}"
+            )
+        record = self.users.ensure(tenant, user) if create_user else self.require(tenant, user)
+        now = time.time()
+        parsed: list[tuple[int, InteractionIn]] = []
+        results: dict[int, InteractionResult] = {}
+        for index, raw in enumerate(events):
+            try:
+                event = InteractionIn.model_validate(raw)
+            except ValidationError as exc:
+                results[index] = InteractionResult(
+                    index=index, status="rejected", error=describe_validation_error(exc)
+                )
+                continue
+            problem = _check_value(event, now)
+            if problem:
+                results[index] = InteractionResult(index=index, status="rejected", error=problem)
+                continue
+            parsed.append((index, event))
+        known = self.users.media_pks(tenant, [e.item for _, e in parsed])
+        rows: list[tuple[int, EventRow]] = []
+        for index, event in parsed:
+            found = known.get(event.item)
+            if found is None or (found[1] == "private" and found[2] != user):
+                results[index] = InteractionResult(
+                    index=index,
+                    status="rejected",
+                    error=f"unknown item {event.item!r} in tenant {tenant!r}",
+                )
+                continue
+            context = event.context.model_dump(exclude_none=True) if event.context else None
+            rows.append(
+                (index, EventRow(found[0], event.type, event.value, event.ts or now, context))
+            )
+        inserted = self.users.add_events(record.pk, [row for _, row in rows])
+        fresh = []
+        for (index, row), is_new in zip(rows, inserted, strict=True):
+            results[index] = InteractionResult(
+                index=index, status="recorded" if is_new else "duplicate"
+            )
+            if is_new:
+                fresh.append(row)
+        if fresh:
+            self._learn(record.pk, fresh)
+        return [results[i] for i in sorted(results)]
+
+    def _learn(self, user_pk: int, events: list[EventRow]) -> None:
+        state = self.preference_state(user_pk)
+        vectors = self.indexes.vectors_of([e.media_pk for e in events])
+        for event in events:
+            vector = vectors.get(event.media_pk)
+            if vector is not None:
+                weight = signal_weight(event.type, event.value)
+                apply_event(state, vector, weight, event.ts, PREFERENCE_HALF_LIFE_S)
+        self.users.save_vector(
+            user_pk, self.model, VectorState(state.vector, state.updated_at, state.events)
+        )
+
+    def preference_state(self, user_pk: int) -> PreferenceState:
+        saved = self.users.load_vector(user_pk, self.model)
+        if saved is not None and saved.vector.shape[0] == self.indexes.index.dim:
+            return PreferenceState(saved.vector, saved.updated_at, saved.events)
+        # No vector yet, or one from another model: replay the history.
+        state = PreferenceState.empty(self.indexes.index.dim, 0.0)
+        events = self.users.events(user_pk)
+        vectors = self.indexes.vectors_of([e.media_pk for e in events])
+        for event in events:
+            vector = vectors.get(event.media_pk)
+            if vector is not None:
+                apply_event(
+                    state,
+                    vector,
+                    signal_weight(event.type, event.value),
+                    event.ts,
+                    PREFERENCE_HALF_LIFE_S,
+                )
+        return state
+
+    # -- reading back ---------------------------------------------------------
+
+    def history(self, tenant: str, user: str, limit: int, offset: int) -> list[StoredInteraction]:
+        record = self.require(tenant, user)
+        return [
+            StoredInteraction(item=ext, type=e.type, value=e.value, ts=e.ts, context=e.context)
+            for ext, e in self.users.history(record.pk, limit, offset)
+        ]
+
+    def favorites(self, tenant: str, user: str) -> list[dict[str, Any]]:
+        record = self.require(tenant, user)
+        return [{"item": ext, "since": ts} for ext, ts in self.users.favorite_ids(record.pk)]
+
+    def export(self, tenant: str, user: str) -> dict[str, Any]:
+        """Everything held about the user, as JSON (GDPR access request)."""
+        record = self.require(tenant, user)
+        state = self.users.load_vector(record.pk, self.model)
+        history = self.users.history(record.pk, limit=1_000_000, offset=0)
+        return {
+            "user": user,
+            "tenant": tenant,
+            "created_at": record.created_at,
+            "preferences": record.preferences,
+            "interactions": [
+                StoredInteraction(
+                    item=ext, type=e.type, value=e.value, ts=e.ts, context=e.context
+                ).model_dump()
+                for ext, e in history
+            ],
+            "favorites": self.favorites(tenant, user),
+            "preference_vector": None
+            if state is None
+            else {
+                "model": self.model,
+                "events": state.events,
+                "updated_at": state.updated_at,
+                "vector": [round(float(x), 6) for x in state.vector],
+            },
+        }
+
+    def delete(self, tenant: str, user: str) -> None:
+        """Erase the user from every store and cache (GDPR erasure)."""
+        record = self.require(tenant, user)
+        self.users.delete(record.pk)
+        for listener in self._erase_listeners:
+            listener(tenant, user)
+
+
+def _check_value(event: InteractionIn, now: float) -> str | None:
+    if event.ts is not None and event.ts > now + FUTURE_SKEW_S:
+        return f"timestamp {event.ts:.0f} is in the future (now {now:.0f})"
+    if event.ts is not None and event.ts < 0:
+        return f"timestamp {event.ts} is before 1970"
+    if event.type == "rate" and (event.value is None or not 0.5 <= event.value <= 5.0):
+        return f"a rating must be between 0.5 and 5, got {event.value}"
+    if event.type == "progress" and (event.value is None or not 0.0 <= event.value <= 100.0):
+        return f"progress must be a percentage between 0 and 100, got {event.value}"
+    return None
