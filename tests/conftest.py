@@ -76,6 +76,25 @@ def demo_runtime(demo_data_dir: Path, tmp_path: Path, make_runtime: Any) -> Runt
     return rt
 
 
+@pytest.fixture()
+def movielens_subset(tmp_path: Path) -> Path:
+    """The first 300 MovieLens movies with their links, tags and ratings (real rows)."""
+    source = shared_data_dir() / "movielens-ml-latest-small"
+    subset = tmp_path / "ml"
+    subset.mkdir()
+    for name in ("movies.csv", "links.csv"):
+        lines = (source / name).read_text(encoding="utf-8").splitlines()[:301]
+        (subset / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    movie_ids = {
+        line.split(",")[0] for line in (subset / "movies.csv").read_text().splitlines()[1:]
+    }
+    for name in ("tags.csv", "ratings.csv"):
+        rows = (source / name).read_text(encoding="utf-8").splitlines()
+        kept = [rows[0]] + [r for r in rows[1:] if r.split(",")[1] in movie_ids]
+        (subset / name).write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return subset
+
+
 WIKI_DISTRACTORS = 1500
 
 

@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 index_app = typer.Typer(help="Maintain the vector and keyword indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+interactions_app = typer.Typer(help="Bulk interaction data.", no_args_is_help=True)
+app.add_typer(interactions_app, name="interactions")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -80,6 +82,24 @@ def _estimate_rows(path: Path, fmt: str) -> int | None:
     return None
 
 
+def _progress_columns() -> list[Any]:
+    return [
+        SpinnerColumn(),
+        TextColumn("reading {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+
+
+def _print_rejects(rejects: list[tuple[str, int, str]], total: int, shown: int = 10) -> None:
+    for source, line, reason in rejects[:shown]:
+        where = escape(f"{source}:{line}")
+        err_console.print(f"[yellow]rejected[/] {where}: {escape(reason)}", soft_wrap=True)
+    if total > shown:
+        err_console.print(f"... and {total - shown} more")
+
+
 def _render_ingest(report: IngestReport) -> None:
     table = Table(title=f"Ingest summary ({report.format})", show_header=False)
     for label, value in [
@@ -95,11 +115,7 @@ def _render_ingest(report: IngestReport) -> None:
     ]:
         table.add_row(label, str(value))
     console.print(table)
-    for reject in report.rejects[:10]:
-        where = escape(f"{reject.source}:{reject.line}")
-        err_console.print(f"[yellow]rejected[/] {where}: {escape(reject.reason)}", soft_wrap=True)
-    if report.rejected > 10:
-        err_console.print(f"... and {report.rejected - 10} more")
+    _print_rejects([(r.source, r.line, r.reason) for r in report.rejects], report.rejected)
     if report.rejects_file:
         err_console.print(f"all rejected rows: {escape(report.rejects_file)}", soft_wrap=True)
 
@@ -121,14 +137,7 @@ def ingest(
         _fail(exc.message)
     runtime = _open(data_dir)
     try:
-        columns = [
-            SpinnerColumn(),
-            TextColumn("ingesting {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        ]
-        with Progress(*columns, console=err_console, disable=as_json) as progress:
+        with Progress(*_progress_columns(), console=err_console, disable=as_json) as progress:
             task = progress.add_task(path.name, total=_estimate_rows(path, fmt))
             report = runtime.ingest.ingest_path(
                 path, fmt, tenant=tenant, progress=lambda n: progress.advance(task, n)
@@ -356,6 +365,93 @@ def index_check(data_dir: DataDirOption = None, as_json: JsonOption = False) -> 
         console.print("[green]healthy[/]" if healthy else "[red]run `metamedia index rebuild`[/]")
     if not healthy:
         raise typer.Exit(1)
+
+
+@interactions_app.command("import")
+def interactions_import(
+    path: Annotated[Path, typer.Argument(help="ratings.csv (or its directory) or a JSONL file.")],
+    format: Annotated[str, typer.Option("--format", help="auto|movielens|jsonl")] = "auto",
+    tenant: Annotated[str, typer.Option()] = "default",
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import interactions; users are created as met; re-importing adds nothing."""
+    runtime = _open(data_dir)
+    try:
+        with Progress(*_progress_columns(), console=err_console, disable=as_json) as progress:
+            task = progress.add_task(path.name, total=None)
+            report = runtime.interactions.import_path(
+                path, format, tenant=tenant, progress=lambda n: progress.advance(task, n)
+            )
+    except MetaMediaError as exc:
+        _fail(exc.message)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    summary = report.as_dict()
+    counts = ("read", "recorded", "duplicates", "rejected", "users")
+    console.print(", ".join(f"{k} {summary[k]}" for k in counts) + f" in {report.seconds:.1f} s")
+    _print_rejects([(r["source"], r["line"], r["reason"]) for r in report.rejects], report.rejected)
+
+
+def _render_feed(title: str, items: list[Any]) -> None:
+    table = Table(title=title)
+    for column in ("#", "id", "title", "score", "why"):
+        table.add_column(column)
+    for rank, item in enumerate(items, start=1):
+        table.add_row(str(rank), item.id, item.title, f"{item.score:.3f}", "; ".join(item.reasons))
+    console.print(table)
+
+
+@app.command()
+def feed(
+    user: Annotated[str, typer.Option("--user", help="User id.")],
+    limit: Annotated[int, typer.Option(help="Items (1-100).")] = 20,
+    tenant: Annotated[str, typer.Option()] = "default",
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A user's discovery feed, with the reasons for each item."""
+    runtime = _open(data_dir)
+    try:
+        page = runtime.recommend.feed(tenant, user, limit)
+    except MetaMediaError as exc:
+        _fail(exc.message)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(page.model_dump(mode="json"))
+    else:
+        _render_feed(f"Feed for {user}", page.items)
+
+
+@app.command()
+def recommend(
+    batch: Annotated[Path, typer.Option("--batch", help="File with one user id per line.")],
+    limit: Annotated[int, typer.Option(help="Items per user (1-100).")] = 20,
+    tenant: Annotated[str, typer.Option()] = "default",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Feeds for many users as JSON Lines on stdout: {"user", "items"} or {"user", "error"}."""
+    if not batch.exists():
+        _fail(f"{batch}: no such file")
+    users = [u.strip() for u in batch.read_text(encoding="utf-8").splitlines() if u.strip()]
+    runtime = _open(data_dir)
+    try:
+        for user in users:
+            try:
+                page = runtime.recommend.feed(tenant, user, limit)
+                line: dict[str, Any] = {
+                    "user": user,
+                    "items": [i.model_dump(mode="json") for i in page.items],
+                }
+            except MetaMediaError as exc:
+                line = {"user": user, "error": exc.message}
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+    finally:
+        runtime.close()
 
 
 def main() -> None:  # pragma: no cover - console-script entry point alias

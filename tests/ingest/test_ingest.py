@@ -191,24 +191,9 @@ def test_ingest_survives_kill_9(tmp_path: Path, make_runtime: Any, kill_after_ro
     assert "robot" in found.results[0].description
 
 
-def test_movielens_directory_ingests_with_ml_ids(tmp_path: Path, runtime: Runtime) -> None:
+def test_movielens_directory_ingests_with_ml_ids(movielens_subset: Path, runtime: Runtime) -> None:
     """A 300-movie slice of the real MovieLens files, in the directory format."""
-    from bench.datasets import movielens_dir
-
-    source = movielens_dir()
-    subset = tmp_path / "ml"
-    subset.mkdir()
-    for name in ("movies.csv", "links.csv"):
-        lines = (source / name).read_text(encoding="utf-8").splitlines()[:301]
-        (subset / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    movie_ids = {
-        line.split(",")[0] for line in (subset / "movies.csv").read_text().splitlines()[1:]
-    }
-    tags = (source / "tags.csv").read_text(encoding="utf-8").splitlines()
-    kept = [tags[0]] + [t for t in tags[1:] if t.split(",")[1] in movie_ids]
-    (subset / "tags.csv").write_text("\n".join(kept) + "\n", encoding="utf-8")
-
-    report = runtime.ingest.ingest_path(subset)
+    report = runtime.ingest.ingest_path(movielens_subset)
     assert (report.format, report.inserted, report.rejected) == ("movielens", 300, 0)
     toy = runtime.catalog.get("ml:1")
     assert toy.title == "Toy Story" and toy.year == 1995 and toy.external_ids["imdb"] == "tt0114709"

@@ -11,6 +11,7 @@ from metamedia.errors import InvalidRequestError
 from metamedia.services.catalog import CatalogService
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ingest import IngestService
+from metamedia.services.interaction_import import InteractionImporter
 from metamedia.services.recommend import RecommendService
 from metamedia.services.search import SearchService
 from metamedia.services.users import UserService
@@ -45,6 +46,7 @@ class Runtime:
     catalog: CatalogService
     users: UserService
     recommend: RecommendService
+    interactions: InteractionImporter
 
     @classmethod
     def open(cls, settings: Settings | None = None, embedder: Embedder | None = None) -> Runtime:
@@ -67,7 +69,10 @@ class Runtime:
         users = UserService(user_repo, indexes, embedder.name)
         recommend = RecommendService(repo, user_repo, users, indexes)
         users.on_erase(recommend.forget_user)
-        return cls(settings, repo, embedder, indexes, ingest, search, catalog, users, recommend)
+        importer = InteractionImporter(users)
+        return cls(
+            settings, repo, embedder, indexes, ingest, search, catalog, users, recommend, importer
+        )
 
     def stats(self) -> dict[str, Any]:
         index = self.indexes.index
