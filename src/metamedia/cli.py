@@ -454,6 +454,26 @@ def recommend(
         runtime.close()
 
 
+@app.command()
+def train(
+    tenant: Annotated[str, typer.Option()] = "default",
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit the collaborative model (EASE) and the catalog themes from stored data."""
+    runtime = _open(data_dir)
+    try:
+        report = runtime.train(tenant)
+    finally:
+        runtime.close()
+    if as_json:
+        _print_json(report)
+        return
+    for part in ("collaborative", "themes"):
+        details = ", ".join(f"{k} {v}" for k, v in report[part].items())
+        console.print(f"{part}: {escape(details)}")
+
+
 def main() -> None:  # pragma: no cover - console-script entry point alias
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from metamedia import __version__
 from metamedia.api.errors import install_error_handlers
-from metamedia.api.routes import health, media, search, users
+from metamedia.api.routes import health, media, search, themes, users
 from metamedia.config import Settings
 from metamedia.services.runtime import Runtime
 
@@ -50,4 +50,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(search.router)
     app.include_router(media.router)
     app.include_router(users.router)
+    app.include_router(themes.router)
     return app

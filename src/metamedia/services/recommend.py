@@ -18,16 +18,19 @@ from pydantic import BaseModel
 
 from metamedia.domain import MediaItem
 from metamedia.domain.users import Preferences
+from metamedia.engine.collaborative import EaseModel
 from metamedia.engine.payload import MATURITY_LEVELS, AttributeFilter
 from metamedia.engine.rank import minmax, mmr
 from metamedia.engine.vectors import FloatArray, normalize
 from metamedia.errors import InvalidRequestError, NotFoundError
 from metamedia.services.indexing import IndexManager
+from metamedia.services.training import ModelRegistry
 from metamedia.services.users import UserService
 from metamedia.storage.base import MediaRepository
 from metamedia.storage.memory_cache import TTLCache
 from metamedia.storage.sqlite_users import EventRow, SQLiteUserRepository
 
+NOT_CONSUMED = frozenset({"dislike", "skip", "impression", "unfavorite"})
 SEEN_TYPES = frozenset({"view", "complete", "rate", "dislike", "skip"})
 POSITIVE_TYPES = frozenset({"like", "favorite", "complete", "share"})
 IMPRESSION_WINDOW_S = 86_400.0
@@ -40,13 +43,15 @@ POOL = 300
 class FeedWeights:
     """Blend of features; a variant of an experiment can swap these."""
 
-    content: float = 0.55
-    popularity: float = 0.15
-    trending: float = 0.10
-    freshness: float = 0.05
-    preference: float = 0.10
-    platform: float = 0.05
-    diversity: float = 0.25
+    content: float = 0.30
+    collaborative: float = 0.45
+    popularity: float = 0.08
+    trending: float = 0.04
+    freshness: float = 0.03
+    preference: float = 0.07
+    platform: float = 0.03
+    diversity: float = 0.10
+    theme_cap: int = 4  # at most this many of one theme in any window of ten
 
 
 class FeedItem(BaseModel):
@@ -77,12 +82,14 @@ class RecommendService:
         users: SQLiteUserRepository,
         user_service: UserService,
         indexes: IndexManager,
+        registry: ModelRegistry | None = None,
         weights: FeedWeights | None = None,
     ) -> None:
         self.media = media
         self.users = users
         self.user_service = user_service
         self.indexes = indexes
+        self.registry = registry
         self.weights = weights or FeedWeights()
         self._snapshots: TTLCache[list[tuple[int, float, list[str]]]] = TTLCache(10_000, 600.0)
 
@@ -145,6 +152,13 @@ class RecommendService:
         trend_keys = np.array(list(trending), dtype=np.int64)
         cands.add(trend_keys[np.isin(trend_keys, self.indexes.keys_at(allowed))], "trending")
         cands.add(self.indexes.keys_at(allowed[-50:]), "fresh")
+        ease = self.registry.ease(tenant) if self.registry is not None else None
+        history = [e.media_pk for e in events if e.type not in NOT_CONSUMED]
+        collab: dict[int, float] = {}
+        if ease is not None and history:
+            collab = self._collaborative(ease, history, mask)
+            best_collab = sorted(collab, key=lambda k: -collab[k])[:POOL]
+            cands.add(np.array(best_collab, dtype=np.int64), "collaborative")
         if prefs.liked_genres:
             liked = np.flatnonzero(mask & self.indexes.genre_mask(tuple(prefs.liked_genres)))
             by_pop = liked[np.argsort(-popularity[liked], kind="stable")[:POOL]]
@@ -168,8 +182,10 @@ class RecommendService:
         pref = np.array([_preference_match(items.get(k), prefs) for k in keys], dtype=np.float32)
         platform = np.array([_on_platforms(items.get(k), prefs) for k in keys], dtype=np.float32)
         content_weight = w.content if direction is not None else 0.0
+        collab_feature = np.array([collab.get(k, 0.0) for k in keys], dtype=np.float32)
         score = (
             content_weight * minmax(content.astype(np.float32))
+            + (w.collaborative * minmax(collab_feature) if collab else 0.0)
             + w.popularity * pop
             + w.trending * trend
             + w.freshness * fresh
@@ -178,13 +194,37 @@ class RecommendService:
         )
         best = np.argsort(-score, kind="stable")[: FEED_DEPTH * 2]
         picked = best[mmr(score[best], normalize(matrix[best]), FEED_DEPTH, w.diversity)]
+        if self.registry is not None:
+            picked = _cap_themes(picked, keys, self.registry.theme_of(tenant), w.theme_cap)
         positives = self._positive_examples(events)
         ranked = []
         for i in picked.tolist():
             key = keys[i]
             reasons = self._reasons(key, cands.keys[key], matrix[i], positives, items, prefs)
-            ranked.append((key, round(float(score[i]), 6), reasons))
+            if "collaborative" in cands.keys[key] and ease is not None:
+                reasons.insert(0, self._collab_reason(ease, history, key))
+            ranked.append((key, round(float(score[i]), 6), [r for r in reasons if r]))
         return ranked
+
+    def _collaborative(
+        self, ease: EaseModel, history: list[int], mask: np.ndarray
+    ) -> dict[int, float]:
+        """EASE scores of the items the viewer may see, excluding what they have consumed."""
+        scores = ease.score(history)
+        positions = self.indexes.positions_of(ease.keys.tolist())
+        consumed = set(history)
+        return {
+            int(key): float(scores[col])
+            for col, key in enumerate(ease.keys.tolist())
+            if key in positions and mask[positions[key]] and key not in consumed
+        }
+
+    def _collab_reason(self, ease: EaseModel, history: list[int], key: int) -> str:
+        anchor = ease.strongest_link(history, key)
+        if anchor is None:
+            return "popular with people like you"
+        item = self.media.get_many([anchor]).get(anchor)
+        return f"people who watched {item.title} also watched this" if item else ""
 
     # -- more like this ---------------------------------------------------------
 
@@ -282,6 +322,24 @@ class RecommendService:
         if "fresh" in sources and not reasons:
             reasons.append("new in the catalog")
         return reasons or ["recommended for you"]
+
+
+def _cap_themes(
+    picked: np.ndarray, keys: list[int], theme_of: dict[int, int], cap: int, window: int = 10
+) -> np.ndarray:
+    """Defer an item whose theme already fills `cap` of the last `window` places."""
+    if not theme_of:
+        return picked
+    accepted: list[int] = []
+    deferred: list[int] = []
+    for i in picked.tolist():
+        theme = theme_of.get(keys[i])
+        recent = [theme_of.get(keys[j]) for j in accepted[-window:]]
+        if theme is not None and recent.count(theme) >= cap:
+            deferred.append(i)
+        else:
+            accepted.append(i)
+    return np.array(accepted + deferred, dtype=np.int64)
 
 
 def _visible(item: MediaItem, viewer: str | None) -> bool:

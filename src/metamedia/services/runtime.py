@@ -14,7 +14,9 @@ from metamedia.services.ingest import IngestService
 from metamedia.services.interaction_import import InteractionImporter
 from metamedia.services.recommend import RecommendService
 from metamedia.services.search import SearchService
+from metamedia.services.training import ModelRegistry, ThemeService, TrainingService
 from metamedia.services.users import UserService
+from metamedia.storage.model_files import ModelStore
 from metamedia.storage.sqlite import SQLiteRepository
 from metamedia.storage.sqlite_users import SQLiteUserRepository
 from metamedia.storage.vector_files import VectorFileStore
@@ -47,6 +49,17 @@ class Runtime:
     users: UserService
     recommend: RecommendService
     interactions: InteractionImporter
+    training: TrainingService
+    themes: ThemeService
+
+    def train(self, tenant: str = "default") -> dict[str, Any]:
+        """Fit the collaborative model and the themes for a tenant (`metamedia train`)."""
+        report = self.training.train(tenant)
+        return {
+            "tenant": report.tenant,
+            "collaborative": report.collaborative,
+            "themes": report.themes,
+        }
 
     @classmethod
     def open(cls, settings: Settings | None = None, embedder: Embedder | None = None) -> Runtime:
@@ -67,11 +80,26 @@ class Runtime:
         catalog = CatalogService(repo, ingest, indexes)
         user_repo = SQLiteUserRepository(repo.engine)
         users = UserService(user_repo, indexes, embedder.name)
-        recommend = RecommendService(repo, user_repo, users, indexes)
+        models = ModelStore(settings.data_dir / "models")
+        registry = ModelRegistry(models)
+        recommend = RecommendService(repo, user_repo, users, indexes, registry)
+        training = TrainingService(repo, user_repo, indexes, models)
+        themes = ThemeService(registry, repo, indexes)
         users.on_erase(recommend.forget_user)
         importer = InteractionImporter(users)
         return cls(
-            settings, repo, embedder, indexes, ingest, search, catalog, users, recommend, importer
+            settings,
+            repo,
+            embedder,
+            indexes,
+            ingest,
+            search,
+            catalog,
+            users,
+            recommend,
+            importer,
+            training,
+            themes,
         )
 
     def stats(self) -> dict[str, Any]:

@@ -216,6 +216,24 @@ class SQLiteUserRepository:
             ).all()
         return [(ext, float(ts)) for ext, ts in rows]
 
+    def training_pairs(self, tenant: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(user pk, media pk) for events that mean "watched or wanted" (not dislike/skip)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT i.user_pk, i.media_pk FROM interactions i "
+                    "JOIN users u ON u.pk = i.user_pk WHERE u.tenant = :t AND i.type IN "
+                    "('view', 'click', 'like', 'rate', 'complete', 'share', 'favorite') "
+                    "OR (u.tenant = :t AND i.type = 'progress' AND i.value >= 50)"
+                ),
+                {"t": tenant},
+            ).all()
+        if not rows:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        pairs = np.asarray(rows, dtype=np.int64)
+        return pairs[:, 0], pairs[:, 1]
+
     def trending(self, tenant: str, since: float, limit: int) -> list[tuple[int, int]]:
         """(media pk, positive-ish interactions since `since`), most first."""
         with self.engine.connect() as conn:

@@ -8,8 +8,6 @@ later changes from the relational store.
 
 from __future__ import annotations
 
-import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metamedia.engine.index import VectorIndex
+from metamedia.storage.model_files import load_npz, save_npz_atomic
 
 INDEX_FILE = "vectors.npz"
 
@@ -39,28 +38,21 @@ class VectorFileStore:
         return self.path.exists()
 
     def save(self, index: VectorIndex, watermark: int, model: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         state: dict[str, npt.NDArray[np.generic]] = dict(index.state())
         state["watermark"] = np.array([watermark], dtype=np.int64)
         state["model"] = np.frombuffer(model.encode("utf-8"), dtype=np.uint8)
-        tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **state)  # type: ignore[arg-type]
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        save_npz_atomic(self.path, state)
 
     def load(self, exact_fraction: float) -> LoadedIndex | None:
         """The saved index, or None when there is none or it is unreadable."""
-        if not self.path.exists():
+        state = load_npz(self.path)
+        if state is None:
             return None
         try:
-            with np.load(self.path) as data:
-                state = {name: data[name] for name in data.files}
             index = VectorIndex.from_state(state, exact_fraction=exact_fraction)
             watermark = int(state["watermark"][0])
             model = bytes(state["model"]).decode("utf-8")
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, RuntimeError):
+        except (ValueError, KeyError, RuntimeError):
             return None
         return LoadedIndex(index, watermark, model)
 

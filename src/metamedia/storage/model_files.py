@@ -1,0 +1,114 @@
+"""Trained models (collaborative weights, themes) as files in the data directory.
+
+Models are derived data: `metamedia train` rebuilds them from the relational
+store. Files are replaced atomically; readers compare modification times so a
+model trained by another process is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from metamedia.engine.collaborative import EaseModel
+
+
+def save_npz_atomic(path: Path, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    """Write to a temporary name, fsync, rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_npz(path: Path) -> dict[str, npt.NDArray[Any]] | None:
+    """Arrays of a saved file, or None when missing or unreadable (then retrain)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _text(value: str) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(value.encode("utf-8"), dtype=np.uint8)
+
+
+def _from_text(array: npt.NDArray[Any]) -> str:
+    return bytes(array.astype(np.uint8)).decode("utf-8")
+
+
+@dataclass(frozen=True)
+class Themes:
+    """Clusters of the catalog: unit centroids, a label per theme, members by key."""
+
+    centroids: npt.NDArray[np.float32]
+    labels: list[list[str]]
+    keys: npt.NDArray[np.int64]
+    assignment: npt.NDArray[np.int64]
+
+    def theme_of(self) -> dict[int, int]:
+        return {
+            int(k): int(a)
+            for k, a in zip(self.keys.tolist(), self.assignment.tolist(), strict=True)
+        }
+
+
+class ModelStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, kind: str, tenant: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in tenant)
+        return self.directory / f"{kind}-{safe}.npz"
+
+    def mtime(self, kind: str, tenant: str) -> float | None:
+        path = self._path(kind, tenant)
+        return path.stat().st_mtime if path.exists() else None
+
+    def save_ease(self, tenant: str, model: EaseModel) -> None:
+        save_npz_atomic(self._path("ease", tenant), {"keys": model.keys, "weights": model.weights})
+
+    def load_ease(self, tenant: str) -> EaseModel | None:
+        data = load_npz(self._path("ease", tenant))
+        if data is None or "keys" not in data or "weights" not in data:
+            return None
+        return EaseModel(data["keys"].astype(np.int64), data["weights"].astype(np.float32))
+
+    def save_themes(self, tenant: str, themes: Themes) -> None:
+        save_npz_atomic(
+            self._path("themes", tenant),
+            {
+                "centroids": themes.centroids,
+                "labels": _text(json.dumps(themes.labels)),
+                "keys": themes.keys,
+                "assignment": themes.assignment,
+            },
+        )
+
+    def load_themes(self, tenant: str) -> Themes | None:
+        data = load_npz(self._path("themes", tenant))
+        if data is None or "centroids" not in data:
+            return None
+        return Themes(
+            data["centroids"].astype(np.float32),
+            json.loads(_from_text(data["labels"])),
+            data["keys"].astype(np.int64),
+            data["assignment"].astype(np.int64),
+        )
+
+    def remove(self, tenant: str) -> None:
+        for kind in ("ease", "themes"):
+            self._path(kind, tenant).unlink(missing_ok=True)
