@@ -214,3 +214,46 @@ def test_gdpr_export_and_erasure_reach_every_store(
         isinstance(k, tuple) and k[1] == "gdpr" for k in demo_runtime.recommend._snapshots._data
     )
     assert client.get("/v1/users/gdpr/export").status_code == 404
+
+
+def test_cold_start_is_diverse_and_new_items_reach_the_feed(client: TestClient) -> None:
+    client.put("/v1/users/newbie", json={"preferences": {"liked_genres": ["western"]}})
+    cold = _feed(client, "newbie", limit=10)
+    genres = _genres(client, [i["id"] for i in cold])
+    assert sum("western" in g for g in genres) >= 2, "explicit preferences show up at once"
+    assert len({g[0] for g in genres}) >= 4, "a cold feed still spans several genres"
+
+    client.put("/v1/users/fan")
+    _events(client, "fan", [{"item": i, "type": "like"} for i in SCI_FI_LIKES])
+    fresh = {
+        "title": "Tether Point",
+        "description": "Two astronauts on a crippled orbital station ration oxygen while "
+        "a rescue capsule races against a solar storm.",
+        "genres": ["sci-fi", "thriller"],
+        "year": 2026,
+    }
+    assert client.put("/v1/media/brand-new", json=fresh).status_code == 201
+    ids = [i["id"] for i in _feed(client, "fan", limit=10)]
+    assert "brand-new" in ids, "an item nobody interacted with is recommended on content"
+
+
+def test_private_items_reach_only_their_owner_in_feeds(client: TestClient) -> None:
+    client.put("/v1/users/user-ana")
+    client.put("/v1/users/stranger")
+    private = {"mm-0164", "mm-0169"}  # both owned by user-ana
+    pages = {}
+    for user in ("user-ana", "stranger"):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get(f"/v1/users/{user}/feed", params=params).json()
+            seen += [i["id"] for i in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        pages[user] = set(seen)
+    assert not private & pages["stranger"]
+    assert private & pages["user-ana"]

@@ -51,6 +51,7 @@ class FeedWeights:
     preference: float = 0.07
     platform: float = 0.03
     diversity: float = 0.10
+    cold_start_diversity: float = 0.5  # with no history, breadth matters more than fit
     theme_cap: int = 4  # at most this many of one theme in any window of ten
 
 
@@ -193,7 +194,8 @@ class RecommendService:
             + w.platform * platform
         )
         best = np.argsort(-score, kind="stable")[: FEED_DEPTH * 2]
-        picked = best[mmr(score[best], normalize(matrix[best]), FEED_DEPTH, w.diversity)]
+        diversity = w.diversity if (direction is not None or collab) else w.cold_start_diversity
+        picked = best[mmr(score[best], normalize(matrix[best]), FEED_DEPTH, diversity)]
         if self.registry is not None:
             picked = _cap_themes(picked, keys, self.registry.theme_of(tenant), w.theme_cap)
         positives = self._positive_examples(events)
