@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -64,6 +66,18 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _open(data_dir: Path | None) -> Runtime:
     return Runtime.open(_settings(data_dir))
+
+
+@contextmanager
+def _session(data_dir: Path | None) -> Iterator[Runtime]:
+    """An open runtime for one command; product errors become a clean exit 2."""
+    runtime = _open(data_dir)
+    try:
+        yield runtime
+    except MetaMediaError as exc:
+        _fail(exc.message)
+    finally:
+        runtime.close()
 
 
 def _print_json(data: Any) -> None:
@@ -135,17 +149,12 @@ def ingest(
         fmt = detect_format(path) if format == "auto" else format
     except MetaMediaError as exc:
         _fail(exc.message)
-    runtime = _open(data_dir)
-    try:
-        with Progress(*_progress_columns(), console=err_console, disable=as_json) as progress:
-            task = progress.add_task(path.name, total=_estimate_rows(path, fmt))
-            report = runtime.ingest.ingest_path(
-                path, fmt, tenant=tenant, progress=lambda n: progress.advance(task, n)
-            )
-    except MetaMediaError as exc:
-        _fail(exc.message)
-    finally:
-        runtime.close()
+    progress_bar = Progress(*_progress_columns(), console=err_console, disable=as_json)
+    with _session(data_dir) as runtime, progress_bar as progress:
+        task = progress.add_task(path.name, total=_estimate_rows(path, fmt))
+        report = runtime.ingest.ingest_path(
+            path, fmt, tenant=tenant, progress=lambda n: progress.advance(task, n)
+        )
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -228,11 +237,8 @@ def search(
         )
     except ValidationError as exc:
         _fail(describe_validation_error(exc))
-    runtime = _open(data_dir)
-    try:
+    with _session(data_dir) as runtime:
         response = runtime.search.search(request)
-    finally:
-        runtime.close()
     if as_json:
         _print_json(response.model_dump(mode="json"))
     else:
@@ -267,13 +273,10 @@ def demo(
 ) -> None:
     """Load the bundled demo catalog, print a first search, then serve the API."""
     settings = _settings(data_dir)
-    runtime = Runtime.open(settings)
-    try:
+    with _session(settings.data_dir) as runtime:
         with resources.as_file(resources.files("metamedia.demo") / "catalog.jsonl") as catalog:
             report = runtime.ingest.ingest_path(catalog, "jsonl")
         response = runtime.search.search(SearchRequest(query="heist movie with a twist ending"))
-    finally:
-        runtime.close()
     if as_json:
         _print_json({"ingest": report.as_dict(), "search": response.model_dump(mode="json")})
     else:
@@ -287,11 +290,8 @@ def demo(
 @app.command()
 def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Catalog size, index type and size, model, data directory."""
-    runtime = _open(data_dir)
-    try:
+    with _session(data_dir) as runtime:
         data = runtime.stats()
-    finally:
-        runtime.close()
     if as_json:
         _print_json(data)
         return
@@ -308,13 +308,10 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
 @index_app.command("rebuild")
 def index_rebuild(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Rebuild vector and keyword indexes from the relational store."""
-    runtime = _open(data_dir)
-    try:
+    with _session(data_dir) as runtime:
         keyword = runtime.repo.rebuild_keyword_index()
         vectors = runtime.indexes.rebuild()
         kind = runtime.indexes.index.kind
-    finally:
-        runtime.close()
     result = {"keyword_rows": keyword, "vectors": vectors, "index_type": kind}
     if as_json:
         _print_json(result)
@@ -327,12 +324,9 @@ def index_rebuild(data_dir: DataDirOption = None, as_json: JsonOption = False) -
 @index_app.command("check")
 def index_check(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Report items missing from, orphaned in, or stale in an index. Exit 1 if any."""
-    runtime = _open(data_dir)
-    try:
+    with _session(data_dir) as runtime:
         vector = runtime.indexes.check()
         keyword = runtime.repo.check_keyword_index()
-    finally:
-        runtime.close()
     healthy = vector.healthy and not (keyword.missing or keyword.orphaned or keyword.stale)
     result = {
         "healthy": healthy,
@@ -376,17 +370,12 @@ def interactions_import(
     as_json: JsonOption = False,
 ) -> None:
     """Import interactions; users are created as met; re-importing adds nothing."""
-    runtime = _open(data_dir)
-    try:
-        with Progress(*_progress_columns(), console=err_console, disable=as_json) as progress:
-            task = progress.add_task(path.name, total=None)
-            report = runtime.interactions.import_path(
-                path, format, tenant=tenant, progress=lambda n: progress.advance(task, n)
-            )
-    except MetaMediaError as exc:
-        _fail(exc.message)
-    finally:
-        runtime.close()
+    progress_bar = Progress(*_progress_columns(), console=err_console, disable=as_json)
+    with _session(data_dir) as runtime, progress_bar as progress:
+        task = progress.add_task(path.name, total=None)
+        report = runtime.interactions.import_path(
+            path, format, tenant=tenant, progress=lambda n: progress.advance(task, n)
+        )
     if as_json:
         _print_json(report.as_dict())
         return
@@ -414,13 +403,8 @@ def feed(
     as_json: JsonOption = False,
 ) -> None:
     """A user's discovery feed, with the reasons for each item."""
-    runtime = _open(data_dir)
-    try:
+    with _session(data_dir) as runtime:
         page = runtime.recommend.feed(tenant, user, limit)
-    except MetaMediaError as exc:
-        _fail(exc.message)
-    finally:
-        runtime.close()
     if as_json:
         _print_json(page.model_dump(mode="json"))
     else:
@@ -438,8 +422,7 @@ def recommend(
     if not batch.exists():
         _fail(f"{batch}: no such file")
     users = [u.strip() for u in batch.read_text(encoding="utf-8").splitlines() if u.strip()]
-    runtime = _open(data_dir)
-    try:
+    with _session(data_dir) as runtime:
         for user in users:
             try:
                 page = runtime.recommend.feed(tenant, user, limit)
@@ -450,8 +433,6 @@ def recommend(
             except MetaMediaError as exc:
                 line = {"user": user, "error": exc.message}
             sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
-    finally:
-        runtime.close()
 
 
 @app.command()
@@ -461,11 +442,8 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Fit the collaborative model (EASE) and the catalog themes from stored data."""
-    runtime = _open(data_dir)
-    try:
+    with _session(data_dir) as runtime:
         report = runtime.train(tenant)
-    finally:
-        runtime.close()
     if as_json:
         _print_json(report)
         return
