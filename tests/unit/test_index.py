@@ -80,3 +80,12 @@ def test_bad_vectors_are_refused() -> None:
         index.upsert([1], np.array([[np.nan, 0, 0, 0]], dtype=np.float32))
     with pytest.raises(ValueError, match="duplicate"):
         index.upsert([1, 1], np.ones((2, 4), dtype=np.float32))
+
+
+def test_positions_for_tracks_upserts_and_removals() -> None:
+    index = VectorIndex(4)
+    index.upsert([10, 20, 30], np.eye(4, dtype=np.float32)[:3])
+    assert index.positions_for([30, 10, 99]).tolist() == [2, 0, -1]
+    index.upsert([10], np.eye(4, dtype=np.float32)[3:4])
+    index.remove([20])
+    assert index.positions_for([10, 20, 30]).tolist() == [3, -1, 2]

@@ -63,6 +63,7 @@ class VectorIndex:
         self._keys: IntArray = np.empty(0, dtype=np.int64)
         self._live: BoolArray = np.empty(0, dtype=np.bool_)
         self._position: dict[int, int] = {}
+        self._sorted: tuple[IntArray, IntArray] | None = None
 
     # -- construction -------------------------------------------------------
 
@@ -101,6 +102,19 @@ class VectorIndex:
     def position_of(self, key: int) -> int | None:
         return self._position.get(int(key))
 
+    def positions_for(self, keys: npt.ArrayLike) -> IntArray:
+        """Vectorised key -> position lookup; -1 where a key is not live."""
+        if self._sorted is None:
+            live = np.flatnonzero(self._live)
+            order = np.argsort(self._keys[live], kind="stable")
+            self._sorted = (self._keys[live][order], live[order].astype(np.int64))
+        sorted_keys, sorted_pos = self._sorted
+        wanted = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if sorted_keys.shape[0] == 0:
+            return np.full(wanted.shape[0], -1, dtype=np.int64)
+        idx = np.clip(np.searchsorted(sorted_keys, wanted), 0, sorted_keys.shape[0] - 1)
+        return np.where(sorted_keys[idx] == wanted, sorted_pos[idx], -1).astype(np.int64)
+
     def key_at(self, positions: IntArray) -> IntArray:
         return self._keys[positions]
 
@@ -113,6 +127,7 @@ class VectorIndex:
         if len(set(key_arr.tolist())) != key_arr.shape[0]:
             raise ValueError("duplicate keys in one upsert")
         self.remove(key_arr)
+        self._sorted = None
         start = self.positions
         self._index.add(matrix)
         new_positions = np.arange(start, start + key_arr.shape[0], dtype=np.int64)
@@ -130,6 +145,8 @@ class VectorIndex:
             if pos is not None:
                 self._live[pos] = False
                 removed += 1
+        if removed:
+            self._sorted = None
         return removed
 
     def vectors(self) -> FloatArray:

@@ -212,9 +212,16 @@ class PayloadColumns:
     def popularity(self) -> npt.NDArray[np.float32]:
         return self._popularity[: self._n]
 
-    def genre_matrix(self, genres: tuple[str, ...]) -> BoolArray:
-        """Which positions carry any of these genres (all False for unknown genres)."""
-        return self._any_of("_genres", "genre", genres)
+    def label_mask(self, field: str, values: tuple[str, ...]) -> BoolArray:
+        """Positions carrying any of `values` in `field` (genre, platform or language)."""
+        if field == "genre":
+            return self._any_of("_genres", "genre", values)
+        if field == "platform":
+            return self._any_of("_platforms", "platform", values)
+        if field == "language":
+            codes = self._vocab["language"].lookup(values)
+            return np.isin(self._language[: self._n], codes)
+        raise ValueError(f"unknown label field {field!r}")
 
     def _any_of(self, column: str, vocab: str, values: tuple[str, ...]) -> BoolArray:
         codes = self._vocab[vocab].lookup(values)

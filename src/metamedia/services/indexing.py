@@ -217,10 +217,11 @@ class IndexManager:
             _ = self.index
             return self._payload.popularity().copy()
 
-    def genre_mask(self, genres: tuple[str, ...]) -> np.ndarray:
+    def label_mask(self, field: str, values: tuple[str, ...]) -> np.ndarray:
+        """Positions whose genre / platform / language is one of `values`."""
         with self._lock:
             _ = self.index
-            return self._payload.genre_matrix(genres)
+            return self._payload.label_mask(field, values)
 
     def positions_of(self, keys: list[int]) -> dict[int, int]:
         with self._lock:
@@ -231,6 +232,11 @@ class IndexManager:
                 if pos is not None:
                     found[key] = pos
             return found
+
+    def positions_array(self, keys: np.ndarray) -> np.ndarray:
+        """Positions of keys as an array (-1 = not in the index)."""
+        with self._lock:
+            return self.index.positions_for(keys)
 
     def vectors_of(self, keys: list[int]) -> dict[int, FloatArray]:
         """Stored vectors of live keys (copies; unknown keys are skipped)."""

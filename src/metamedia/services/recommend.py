@@ -130,41 +130,19 @@ class RecommendService:
 
     def _rank(self, tenant: str, user: str) -> list[tuple[int, float, list[str]]]:
         record = self.user_service.require(tenant, user)
-        prefs = Preferences.model_validate(record.preferences)
-        events = self.users.events(record.pk)
-        direction = self.user_service.preference_state(record.pk).direction()
-        mask = self.indexes.mask(_filter_for(tenant, user, prefs))
-        now = time.time()
-        seen = _seen(events, now)
-        for pos in self.indexes.positions_of(sorted(seen)).values():
+        ctx = _Context(
+            tenant=tenant,
+            prefs=Preferences.model_validate(record.preferences),
+            events=self.users.events(record.pk),
+            direction=self.user_service.preference_state(record.pk).direction(),
+            now=time.time(),
+        )
+        mask = self.indexes.mask(_filter_for(tenant, user, ctx.prefs))
+        for pos in self.indexes.positions_of(sorted(_seen(ctx.events, ctx.now))).values():
             mask[pos] = False
         if not mask.any():
             return []
-
-        w = self.weights
-        cands = _Candidates()
-        popularity = self.indexes.popularity()
-        if direction is not None:
-            cands.add(self.indexes.search(direction, POOL, mask).keys, "content")
-        allowed = np.flatnonzero(mask)
-        top_pop = allowed[np.argsort(-popularity[allowed], kind="stable")[:POOL]]
-        cands.add(self.indexes.keys_at(top_pop), "popular")
-        trending = dict(self.users.trending(tenant, now - TRENDING_WINDOW_S, POOL))
-        trend_keys = np.array(list(trending), dtype=np.int64)
-        cands.add(trend_keys[np.isin(trend_keys, self.indexes.keys_at(allowed))], "trending")
-        cands.add(self.indexes.keys_at(allowed[-50:]), "fresh")
-        ease = self.registry.ease(tenant) if self.registry is not None else None
-        history = [e.media_pk for e in events if e.type not in NOT_CONSUMED]
-        collab: dict[int, float] = {}
-        if ease is not None and history:
-            collab = self._collaborative(ease, history, mask)
-            best_collab = sorted(collab, key=lambda k: -collab[k])[:POOL]
-            cands.add(np.array(best_collab, dtype=np.int64), "collaborative")
-        if prefs.liked_genres:
-            liked = np.flatnonzero(mask & self.indexes.genre_mask(tuple(prefs.liked_genres)))
-            by_pop = liked[np.argsort(-popularity[liked], kind="stable")[:POOL]]
-            cands.add(self.indexes.keys_at(by_pop), "preference")
-
+        cands = self._candidates(ctx, mask)
         keys = sorted(cands.keys)
         vectors = self.indexes.vectors_of(keys)
         keys = [k for k in keys if k in vectors]
@@ -172,61 +150,90 @@ class RecommendService:
             return []
         matrix = np.vstack([vectors[k] for k in keys])
         positions = self.indexes.positions_of(keys)
-        pos_arr = np.array([positions[k] for k in keys])
-        items = self.media.get_many(keys)
+        pos_arr = np.array([positions[k] for k in keys], dtype=np.int64)
+        score = self._score(ctx, keys, matrix, pos_arr)
+        w = self.weights
+        best = np.argsort(-score, kind="stable")[: FEED_DEPTH * 2]
+        personal = ctx.direction is not None or bool(ctx.collab)
+        diversity = w.diversity if personal else w.cold_start_diversity
+        picked = best[mmr(score[best], normalize(matrix[best]), FEED_DEPTH, diversity)]
+        if self.registry is not None:
+            picked = _cap_themes(picked, keys, self.registry.theme_of(tenant), w.theme_cap)
+        explain = _Explainer(self, ctx, cands, pos_arr, keys)
+        return [
+            (keys[i], round(float(score[i]), 6), explain.reasons(i, matrix[i]))
+            for i in picked.tolist()
+        ]
 
-        content = matrix @ direction if direction is not None else np.zeros(len(keys))
-        pop = minmax(np.log1p(popularity[pos_arr]).astype(np.float32))
-        trend = minmax(np.array([trending.get(k, 0) for k in keys], dtype=np.float32))
+    def _candidates(self, ctx: _Context, mask: np.ndarray) -> _Candidates:
+        """Merge the candidate sources; each remembers which sources proposed an item."""
+        cands = _Candidates()
+        popularity = self.indexes.popularity()
+        ctx.popularity = popularity
+        if ctx.direction is not None:
+            cands.add(self.indexes.search(ctx.direction, POOL, mask).keys, "content")
+        allowed = np.flatnonzero(mask)
+        top_pop = allowed[np.argsort(-popularity[allowed], kind="stable")[:POOL]]
+        cands.add(self.indexes.keys_at(top_pop), "popular")
+        ctx.trending = dict(self.users.trending(ctx.tenant, ctx.now - TRENDING_WINDOW_S, POOL))
+        trend_keys = np.array(list(ctx.trending), dtype=np.int64)
+        cands.add(trend_keys[np.isin(trend_keys, self.indexes.keys_at(allowed))], "trending")
+        cands.add(self.indexes.keys_at(allowed[-50:]), "fresh")
+        ctx.ease = self.registry.ease(ctx.tenant) if self.registry is not None else None
+        ctx.history = [e.media_pk for e in ctx.events if e.type not in NOT_CONSUMED]
+        if ctx.ease is not None and ctx.history:
+            ctx.collab = self._collaborative(ctx.ease, ctx.history, mask)
+            best_collab = sorted(ctx.collab, key=lambda k: -ctx.collab[k])[:POOL]
+            cands.add(np.array(best_collab, dtype=np.int64), "collaborative")
+        if ctx.prefs.liked_genres:
+            liked_mask = self.indexes.label_mask("genre", tuple(ctx.prefs.liked_genres))
+            liked = np.flatnonzero(mask & liked_mask)
+            by_pop = liked[np.argsort(-popularity[liked], kind="stable")[:POOL]]
+            cands.add(self.indexes.keys_at(by_pop), "preference")
+        return cands
+
+    def _score(
+        self, ctx: _Context, keys: list[int], matrix: FloatArray, pos_arr: np.ndarray
+    ) -> FloatArray:
+        """Weighted blend of per-candidate features, each scaled to [0, 1] (or -1..1)."""
+        w, prefs = self.weights, ctx.prefs
+        content = matrix @ ctx.direction if ctx.direction is not None else np.zeros(len(keys))
+        pop = minmax(np.log1p(ctx.popularity[pos_arr]).astype(np.float32))
+        trend = minmax(np.array([ctx.trending.get(k, 0) for k in keys], dtype=np.float32))
         order = np.argsort(np.argsort(pos_arr))  # newer positions = more recently added
         fresh = (order / max(len(keys) - 1, 1)).astype(np.float32)
-        pref = np.array([_preference_match(items.get(k), prefs) for k in keys], dtype=np.float32)
-        platform = np.array([_on_platforms(items.get(k), prefs) for k in keys], dtype=np.float32)
-        content_weight = w.content if direction is not None else 0.0
-        collab_feature = np.array([collab.get(k, 0.0) for k in keys], dtype=np.float32)
+        pref = np.zeros(len(keys), dtype=np.float32)
+        if prefs.liked_genres:
+            pref += self.indexes.label_mask("genre", tuple(prefs.liked_genres))[pos_arr]
+        if prefs.disliked_genres:
+            pref -= self.indexes.label_mask("genre", tuple(prefs.disliked_genres))[pos_arr]
+        if prefs.languages:
+            pref += 0.5 * self.indexes.label_mask("language", tuple(prefs.languages))[pos_arr]
+        platform = np.zeros(len(keys), dtype=np.float32)
+        if prefs.platforms:
+            platform += self.indexes.label_mask("platform", tuple(prefs.platforms))[pos_arr]
+        collab = np.array([ctx.collab.get(k, 0.0) for k in keys], dtype=np.float32)
         score = (
-            content_weight * minmax(content.astype(np.float32))
-            + (w.collaborative * minmax(collab_feature) if collab else 0.0)
+            (w.content * minmax(content.astype(np.float32)) if ctx.direction is not None else 0.0)
+            + (w.collaborative * minmax(collab) if ctx.collab else 0.0)
             + w.popularity * pop
             + w.trending * trend
             + w.freshness * fresh
             + w.preference * pref
             + w.platform * platform
         )
-        best = np.argsort(-score, kind="stable")[: FEED_DEPTH * 2]
-        diversity = w.diversity if (direction is not None or collab) else w.cold_start_diversity
-        picked = best[mmr(score[best], normalize(matrix[best]), FEED_DEPTH, diversity)]
-        if self.registry is not None:
-            picked = _cap_themes(picked, keys, self.registry.theme_of(tenant), w.theme_cap)
-        positives = self._positive_examples(events)
-        ranked = []
-        for i in picked.tolist():
-            key = keys[i]
-            reasons = self._reasons(key, cands.keys[key], matrix[i], positives, items, prefs)
-            if "collaborative" in cands.keys[key] and ease is not None:
-                reasons.insert(0, self._collab_reason(ease, history, key))
-            ranked.append((key, round(float(score[i]), 6), [r for r in reasons if r]))
-        return ranked
+        return np.asarray(score, dtype=np.float32)
 
     def _collaborative(
         self, ease: EaseModel, history: list[int], mask: np.ndarray
     ) -> dict[int, float]:
         """EASE scores of the items the viewer may see, excluding what they have consumed."""
         scores = ease.score(history)
-        positions = self.indexes.positions_of(ease.keys.tolist())
-        consumed = set(history)
-        return {
-            int(key): float(scores[col])
-            for col, key in enumerate(ease.keys.tolist())
-            if key in positions and mask[positions[key]] and key not in consumed
-        }
-
-    def _collab_reason(self, ease: EaseModel, history: list[int], key: int) -> str:
-        anchor = ease.strongest_link(history, key)
-        if anchor is None:
-            return "popular with people like you"
-        item = self.media.get_many([anchor]).get(anchor)
-        return f"people who watched {item.title} also watched this" if item else ""
+        positions = self.indexes.positions_array(ease.keys)
+        visible = positions >= 0
+        visible[visible] = mask[positions[visible]]
+        visible &= ~np.isin(ease.keys, np.asarray(history, dtype=np.int64))
+        return dict(zip(ease.keys[visible].tolist(), scores[visible].tolist(), strict=True))
 
     # -- more like this ---------------------------------------------------------
 
@@ -287,35 +294,76 @@ class RecommendService:
             if key in items
         ]
 
-    def _positive_examples(self, events: list[EventRow]) -> dict[int, FloatArray]:
+
+@dataclass
+class _Context:
+    """What one feed computation knows about the viewer, filled in as it goes."""
+
+    tenant: str
+    prefs: Preferences
+    events: list[EventRow]
+    direction: FloatArray | None
+    now: float
+    popularity: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    trending: dict[int, int] = field(default_factory=dict)
+    ease: EaseModel | None = None
+    history: list[int] = field(default_factory=list)
+    collab: dict[int, float] = field(default_factory=dict)
+
+
+class _Explainer:
+    """Reasons for each ranked item, from the sources that proposed it and its attributes."""
+
+    def __init__(
+        self,
+        service: RecommendService,
+        ctx: _Context,
+        cands: _Candidates,
+        pos_arr: np.ndarray,
+        keys: list[int],
+    ) -> None:
+        self.ctx, self.cands, self.keys = ctx, cands, keys
+        indexes, prefs = service.indexes, ctx.prefs
         recent = [
             e.media_pk
-            for e in reversed(events)
+            for e in reversed(ctx.events)
             if e.type in POSITIVE_TYPES or (e.type == "rate" and (e.value or 0) >= 4.0)
         ][:20]
-        return self.indexes.vectors_of(list(dict.fromkeys(recent)))
+        self.positives = indexes.vectors_of(list(dict.fromkeys(recent)))
+        self.genre_hits = {
+            g: indexes.label_mask("genre", (g,))[pos_arr] for g in prefs.liked_genres[:10]
+        }
+        self.on_platform = (
+            indexes.label_mask("platform", tuple(prefs.platforms))[pos_arr]
+            if prefs.platforms
+            else np.zeros(len(keys), dtype=np.bool_)
+        )
+        anchors = set(self.positives)
+        self.collab_anchor: dict[int, int] = {}
+        if ctx.ease is not None:
+            for key in keys:
+                if "collaborative" in cands.keys[key]:
+                    anchor = ctx.ease.strongest_link(ctx.history, key)
+                    if anchor is not None:
+                        self.collab_anchor[key] = anchor
+                        anchors.add(anchor)
+        self.titles = {k: v.title for k, v in service.media.get_many(sorted(anchors)).items()}
 
-    def _reasons(
-        self,
-        key: int,
-        sources: set[str],
-        vector: FloatArray,
-        positives: dict[int, FloatArray],
-        items: dict[int, MediaItem],
-        prefs: Preferences,
-    ) -> list[str]:
+    def reasons(self, i: int, vector: FloatArray) -> list[str]:
+        key = self.keys[i]
+        sources = self.cands.keys[key]
         reasons = []
-        if positives and "content" in sources:
-            anchor = max(positives, key=lambda k: float(positives[k] @ vector))
-            liked = self.media.get_many([anchor]).get(anchor)
-            if liked is not None:
-                reasons.append(f"because you liked {liked.title}")
-        item = items.get(key)
-        if item is not None and prefs.liked_genres:
-            shared = [g for g in item.genres if g in prefs.liked_genres]
-            if shared:
-                reasons.append(f"matches your taste in {shared[0]}")
-        if item is not None and _on_platforms(item, prefs):
+        if key in self.collab_anchor and self.collab_anchor[key] in self.titles:
+            title = self.titles[self.collab_anchor[key]]
+            reasons.append(f"people who watched {title} also watched this")
+        if self.positives and "content" in sources:
+            anchor = max(self.positives, key=lambda k: float(self.positives[k] @ vector))
+            if anchor in self.titles:
+                reasons.append(f"because you liked {self.titles[anchor]}")
+        shared = [g for g, hits in self.genre_hits.items() if hits[i]]
+        if shared:
+            reasons.append(f"matches your taste in {shared[0]}")
+        if self.on_platform[i]:
             reasons.append("available on your platforms")
         if "trending" in sources:
             reasons.append("trending this week")
@@ -370,25 +418,6 @@ def _seen(events: list[EventRow], now: float) -> set[int]:
         ):
             seen.add(event.media_pk)
     return seen
-
-
-def _preference_match(item: MediaItem | None, prefs: Preferences) -> float:
-    if item is None:
-        return 0.0
-    score = 0.0
-    if any(g in prefs.liked_genres for g in item.genres):
-        score += 1.0
-    if any(g in prefs.disliked_genres for g in item.genres):
-        score -= 1.0
-    if prefs.languages and item.language in prefs.languages:
-        score += 0.5
-    return score
-
-
-def _on_platforms(item: MediaItem | None, prefs: Preferences) -> float:
-    if item is None or not prefs.platforms:
-        return 0.0
-    return 1.0 if set(item.platform_names()) & set(prefs.platforms) else 0.0
 
 
 def _encode_cursor(snapshot: str, offset: int) -> str:
