@@ -257,3 +257,27 @@ def test_private_items_reach_only_their_owner_in_feeds(client: TestClient) -> No
         pages[user] = set(seen)
     assert not private & pages["stranger"]
     assert private & pages["user-ana"]
+
+
+def test_private_item_shared_with_allowed_users(client: TestClient) -> None:
+    shared = {
+        "title": "Family Reunion Highlights",
+        "description": "Home video of the lakeside reunion, cake fight included.",
+        "visibility": "private",
+        "owner": "olga",
+        "allowed_users": ["pavel"],
+    }
+    assert client.put("/v1/media/home-1", json=shared).status_code == 201
+    query = {"query": "lakeside reunion home video cake", "limit": 5}
+    for user, visible in (("olga", True), ("pavel", True), ("stranger", False), (None, False)):
+        headers = {"X-User": user} if user else {}
+        hits = client.post("/v1/search", json=query, headers=headers).json()["results"]
+        assert ("home-1" in [h["id"] for h in hits]) is visible, user
+        status = client.get("/v1/media/home-1", headers=headers).status_code
+        assert status == (200 if visible else 404), user
+    client.put("/v1/users/pavel")
+    client.put("/v1/users/stranger")
+    ok = _events(client, "pavel", [{"item": "home-1", "type": "like"}])
+    assert ok["recorded"] == 1
+    refused = _events(client, "stranger", [{"item": "home-1", "type": "like"}])
+    assert refused["rejected"] == 1 and "unknown item" in refused["results"][0]["error"]

@@ -94,6 +94,11 @@ class MediaItem(BaseModel):
     )
     visibility: Literal["public", "private"] = "public"
     owner: str | None = Field(default=None, max_length=256)
+    allowed_users: list[ShortText] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Besides the owner, who may see a private item.",
+    )
     tenant: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "default"
     series_id: str | None = Field(default=None, max_length=256)
     season: int | None = Field(default=None, ge=0)
@@ -118,6 +123,12 @@ class MediaItem(BaseModel):
         if self.visibility == "private" and not self.owner:
             raise ValueError("a private item needs an owner")
         return self
+
+    def visible_to(self, viewer: str | None) -> bool:
+        """Public items are for everyone; private ones for the owner and allowed users."""
+        if self.visibility == "public":
+            return True
+        return viewer is not None and (viewer == self.owner or viewer in self.allowed_users)
 
     def platform_names(self) -> list[str]:
         """Distinct platform names, sorted: what filters and results use."""

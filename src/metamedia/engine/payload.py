@@ -52,6 +52,7 @@ class ItemAttributes:
     owner: str | None = None
     popularity: float = 0.0
     maturity: str | None = None
+    allowed_users: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,10 @@ class PayloadColumns:
         self._private = np.zeros(cap, dtype=np.bool_)
         self._genres = np.zeros((cap, 8), dtype=np.bool_)
         self._platforms = np.zeros((cap, 8), dtype=np.bool_)
+        self._viewers = np.zeros((cap, 1), dtype=np.bool_)
         self._vocab = {
             name: _Vocabulary()
-            for name in ("type", "tenant", "language", "owner", "genre", "platform")
+            for name in ("type", "tenant", "language", "owner", "genre", "platform", "viewer")
         }
 
     def __len__(self) -> int:
@@ -132,7 +134,7 @@ class PayloadColumns:
         private = np.zeros(new_cap, dtype=np.bool_)
         private[:cap] = self._private
         self._private = private
-        for name in ("_genres", "_platforms"):
+        for name in ("_genres", "_platforms", "_viewers"):
             old = getattr(self, name)
             grown_m = np.zeros((new_cap, old.shape[1]), dtype=np.bool_)
             grown_m[:cap] = old
@@ -163,6 +165,7 @@ class PayloadColumns:
             self._maturity[pos] = maturity_level(attrs.maturity)
             self._set_multi("_genres", "genre", pos, attrs.genres)
             self._set_multi("_platforms", "platform", pos, attrs.platforms)
+            self._set_multi("_viewers", "viewer", pos, attrs.allowed_users)
         self._n = start + len(rows)
 
     def _set_multi(self, column: str, vocab: str, pos: int, values: tuple[str, ...]) -> None:
@@ -183,6 +186,7 @@ class PayloadColumns:
             owner_codes = self._vocab["owner"].lookup((flt.viewer,))
             if owner_codes:
                 visible |= self._owner[:n] == owner_codes[0]
+            visible |= self._any_of("_viewers", "viewer", (flt.viewer,))
         mask &= visible
         if flt.types:
             mask &= np.isin(self._type[:n], self._vocab["type"].lookup(flt.types))

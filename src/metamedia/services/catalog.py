@@ -33,7 +33,7 @@ class CatalogService:
         self, external_id: str, tenant: str = "default", viewer: str | None = None
     ) -> MediaItem:
         stored = self.repo.get(tenant, external_id)
-        if stored is None or not _visible(stored.item, viewer):
+        if stored is None or not stored.item.visible_to(viewer):
             raise NotFoundError(f"media item {external_id!r} not found in tenant {tenant!r}")
         return stored.item
 
@@ -90,7 +90,3 @@ class CatalogService:
         if not self.repo.delete(tenant, external_id):
             raise NotFoundError(f"media item {external_id!r} not found in tenant {tenant!r}")
         self.indexes.sync()
-
-
-def _visible(item: MediaItem, viewer: str | None) -> bool:
-    return item.visibility == "public" or (viewer is not None and item.owner == viewer)

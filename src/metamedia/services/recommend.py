@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel
 
-from metamedia.domain import MediaItem
 from metamedia.domain.users import Preferences
 from metamedia.engine.collaborative import EaseModel
 from metamedia.engine.payload import MATURITY_LEVELS, AttributeFilter
@@ -258,7 +257,7 @@ class RecommendService:
         names = [media_id, *(positive or []), *(negative or [])]
         stored = {n: self.media.get(tenant, n) for n in dict.fromkeys(names)}
         for name, entry in stored.items():
-            if entry is None or not _visible(entry.item, user):
+            if entry is None or not entry.item.visible_to(user):
                 raise NotFoundError(f"media item {name!r} not found in tenant {tenant!r}")
         pk_of = {n: s.pk for n, s in stored.items() if s is not None}
         vectors = self.indexes.vectors_of(list(pk_of.values()))
@@ -390,10 +389,6 @@ def _cap_themes(
         else:
             accepted.append(i)
     return np.array(accepted + deferred, dtype=np.int64)
-
-
-def _visible(item: MediaItem, viewer: str | None) -> bool:
-    return item.visibility == "public" or (viewer is not None and item.owner == viewer)
 
 
 def _filter_for(tenant: str, user: str, prefs: Preferences) -> AttributeFilter:

@@ -104,7 +104,7 @@ class UserService:
         rows: list[tuple[int, EventRow]] = []
         for index, event in parsed:
             found = known.get(event.item)
-            if found is None or (found[1] == "private" and found[2] != user):
+            if found is None or not (found[1] or user in found[2]):
                 results[index] = InteractionResult(
                     index=index,
                     status="rejected",

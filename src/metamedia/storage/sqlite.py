@@ -35,6 +35,7 @@ from metamedia.storage.sqlite_schema import (
     media,
     media_genre,
     media_platform,
+    media_viewer,
     open_sqlite,
     outbox,
 )
@@ -71,6 +72,7 @@ def attributes_of(item: MediaItem) -> ItemAttributes:
         owner=item.owner,
         popularity=item.popularity,
         maturity=item.maturity_rating,
+        allowed_users=tuple(item.allowed_users),
     )
 
 
@@ -190,8 +192,8 @@ class SQLiteRepository:
         else:
             pk = int(existing[0])
             conn.execute(media.update().where(media.c.pk == pk).values(**values))
-            conn.execute(text("DELETE FROM media_genre WHERE pk = :pk"), {"pk": pk})
-            conn.execute(text("DELETE FROM media_platform WHERE pk = :pk"), {"pk": pk})
+            for table in ("media_genre", "media_platform", "media_viewer"):
+                conn.execute(text(f"DELETE FROM {table} WHERE pk = :pk"), {"pk": pk})
             conn.execute(text("DELETE FROM media_fts WHERE rowid = :pk"), {"pk": pk})
             status = "updated"
         if item.genres:
@@ -199,6 +201,10 @@ class SQLiteRepository:
         platforms = item.platform_names()
         if platforms:
             conn.execute(media_platform.insert(), [{"pk": pk, "platform": p} for p in platforms])
+        if item.allowed_users:
+            conn.execute(
+                media_viewer.insert(), [{"pk": pk, "viewer": v} for v in item.allowed_users]
+            )
         _insert_fts(conn, pk, item)
         conn.execute(outbox.insert().values(pk=pk, op="upsert", at=now))
         return status
@@ -212,7 +218,7 @@ class SQLiteRepository:
             if row is None:
                 return False
             pk = int(row[0])
-            for table in ("media_genre", "media_platform"):
+            for table in ("media_genre", "media_platform", "media_viewer"):
                 conn.execute(text(f"DELETE FROM {table} WHERE pk = :pk"), {"pk": pk})
             conn.execute(text("DELETE FROM media_fts WHERE rowid = :pk"), {"pk": pk})
             conn.execute(text("DELETE FROM media WHERE pk = :pk"), {"pk": pk})

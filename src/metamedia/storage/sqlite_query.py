@@ -40,7 +40,10 @@ def filter_sql(
     if viewer is None:
         clauses.append("m.visibility = 'public'")
     else:
-        clauses.append("(m.visibility = 'public' OR m.owner = :viewer)")
+        clauses.append(
+            "(m.visibility = 'public' OR m.owner = :viewer OR EXISTS "
+            "(SELECT 1 FROM media_viewer v WHERE v.pk = m.pk AND v.viewer = :viewer))"
+        )
         params["viewer"] = viewer
 
     def in_list(column: str, name: str, values: Sequence[str]) -> str:

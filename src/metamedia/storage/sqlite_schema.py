@@ -71,6 +71,13 @@ media_platform = Table(
 )
 Index("ix_media_platform_platform", media_platform.c.platform, media_platform.c.pk)
 
+media_viewer = Table(
+    "media_viewer",
+    metadata,
+    Column("pk", Integer, ForeignKey("media.pk", ondelete="CASCADE"), primary_key=True),
+    Column("viewer", String(256), primary_key=True),
+)
+
 embeddings = Table(
     "embeddings",
     metadata,

@@ -115,9 +115,9 @@ class SQLiteUserRepository:
 
     def media_pks(
         self, tenant: str, external_ids: Sequence[str]
-    ) -> dict[str, tuple[int, str, str | None]]:
-        """external id -> (pk, visibility, owner) for items of this tenant."""
-        found: dict[str, tuple[int, str, str | None]] = {}
+    ) -> dict[str, tuple[int, bool, set[str]]]:
+        """external id -> (pk, is public, who else may see it) for items of this tenant."""
+        found: dict[str, tuple[int, bool, set[str]]] = {}
         unique = list(dict.fromkeys(external_ids))
         with self.engine.connect() as conn:
             for start in range(0, len(unique), 500):
@@ -126,13 +126,16 @@ class SQLiteUserRepository:
                 keys = ", ".join(f":e{i}" for i in range(len(chunk)))
                 rows = conn.execute(
                     text(
-                        "SELECT external_id, pk, visibility, owner FROM media "
-                        f"WHERE tenant = :t AND external_id IN ({keys})"
+                        "SELECT m.external_id, m.pk, m.visibility, m.owner, "
+                        "(SELECT group_concat(v.viewer, char(31)) FROM media_viewer v "
+                        "WHERE v.pk = m.pk) FROM media m "
+                        f"WHERE m.tenant = :t AND m.external_id IN ({keys})"
                     ),
                     {"t": tenant, **params},
                 )
-                for ext, pk, visibility, owner in rows:
-                    found[ext] = (int(pk), visibility, owner)
+                for ext, pk, visibility, owner, viewers in rows:
+                    allowed = set(viewers.split("\x1f")) if viewers else set()
+                    found[ext] = (int(pk), visibility == "public", {owner, *allowed} - {None})
         return found
 
     def add_events(self, user_pk: int, events: Sequence[EventRow]) -> list[bool]:
