@@ -26,16 +26,24 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "request"
 
 
+def _count(request: Request, kind: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(type=kind).inc()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MetaMediaError)
-    async def _product_error(_: Request, exc: MetaMediaError) -> JSONResponse:
+    async def _product_error(request: Request, exc: MetaMediaError) -> JSONResponse:
+        _count(request, type(exc).__name__)
         details = [{"field": exc.field}] if exc.field else None
         return JSONResponse(
             error_body(type(exc).__name__, exc.message, details), status_code=exc.status_code
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        _count(request, "InvalidRequest")
         details = []
         for problem in exc.errors():
             where = _location(problem.get("loc", ()))

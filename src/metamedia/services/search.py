@@ -43,7 +43,7 @@ class SearchService:
         self.embedder = embedder
         self.indexes = indexes
         self.settings = settings
-        self._query_vectors: TTLCache[FloatArray] = TTLCache(
+        self.query_cache: TTLCache[FloatArray] = TTLCache(
             settings.query_cache_size, settings.query_cache_ttl_s
         )
 
@@ -58,11 +58,11 @@ class SearchService:
 
     def embed_query(self, query: str) -> FloatArray:
         key = (self.embedder.name, query)
-        cached = self._query_vectors.get(key)
+        cached = self.query_cache.get(key)
         if cached is not None:
             return cached
         vector: FloatArray = self.embedder.encode([query])[0]
-        self._query_vectors.set(key, vector)
+        self.query_cache.set(key, vector)
         return vector
 
     def search(self, request: SearchRequest) -> SearchResponse:

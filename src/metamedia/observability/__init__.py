@@ -1,0 +1,1 @@
+"""Metrics and structured logs: imported by every layer, importing none of them."""
