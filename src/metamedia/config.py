@@ -40,13 +40,13 @@ class Settings(BaseSettings):
     )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
     hnsw_threshold: int = Field(
-        default=50_000,
+        default=20_000,
         ge=0,
         description="Catalogs with at least this many vectors use HNSW; smaller ones use exact.",
     )
     hnsw_m: int = Field(default=32, ge=4, le=128)
     hnsw_ef_construction: int = Field(default=80, ge=8)
-    hnsw_ef_search: int = Field(default=96, ge=8)
+    hnsw_ef_search: int = Field(default=128, ge=8)
     exact_filter_fraction: float = Field(
         default=0.05,
         gt=0.0,

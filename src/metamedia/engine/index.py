@@ -42,6 +42,7 @@ class IndexParams:
     ef_search: int = 96
     exact_fraction: float = 0.05
     max_ef_search: int = 2048
+    search_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,14 @@ class VectorIndex:
         elif selector is not None:
             params = faiss.SearchParameters()
             params.sel = selector
-        scores, positions = self._index.search(q, k, params=params)
+        # One thread per query: a single-query search is too small to split, and
+        # OpenMP threads spinning against concurrent requests cost more than they save.
+        previous = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(self.params.search_threads)
+        try:
+            scores, positions = self._index.search(q, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(previous)
         del bitmap  # the selector reads it during search only
         valid = positions[0] >= 0
         pos = positions[0][valid].astype(np.int64)

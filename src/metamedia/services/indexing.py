@@ -88,7 +88,11 @@ class IndexManager:
 
     def _load(self) -> None:
         loaded = self.files.load(self.settings.exact_filter_fraction)
-        if loaded is None or loaded.model != self.embedder.name:
+        stale_kind = loaded is not None and (
+            loaded.index.kind != self._params(len(loaded.index)).kind
+        )
+        if loaded is None or loaded.model != self.embedder.name or stale_kind:
+            # Missing, for another model, or the configured index type changed.
             self.rebuild()
             return
         self._index = loaded.index

@@ -29,7 +29,13 @@ from metamedia.storage.base import (
     StoredItem,
     WriteStatus,
 )
-from metamedia.storage.sqlite_query import BM25_WEIGHTS, filter_sql, fts_query
+from metamedia.storage.sqlite_query import (
+    BM25_WEIGHTS,
+    filter_sql,
+    match_expression,
+    prune_terms,
+    query_terms,
+)
 from metamedia.storage.sqlite_schema import (
     embeddings,
     media,
@@ -84,12 +90,19 @@ def _vector_from(blob: bytes) -> npt.NDArray[np.float32]:
     return np.frombuffer(blob, dtype=np.float32).copy()
 
 
+MIN_TERMS_TO_PRUNE = 8  # short queries are cheap; keep every word
+MAX_SCORED_TERMS = 32
+MAX_TERM_DOC_FRACTION = 0.1
+DF_CACHE_SIZE = 50_000
+
+
 class SQLiteRepository:
     """`MediaRepository` on a SQLite file (or any SQLAlchemy SQLite URL)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = open_sqlite(url)
+        self._df_cache: dict[str, int] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -264,7 +277,11 @@ class SQLiteRepository:
         self, tenant: str, viewer: str | None, query: str, filters: SearchFilters, limit: int
     ) -> list[KeywordHit]:
         """BM25 over FTS5 with every filter in the same SQL statement."""
-        match = fts_query(query)
+        terms = query_terms(query)
+        if len(terms) > MIN_TERMS_TO_PRUNE:
+            n_docs, doc_freq = self._doc_freqs(terms)
+            terms = prune_terms(terms, doc_freq, n_docs, MAX_SCORED_TERMS, MAX_TERM_DOC_FRACTION)
+        match = match_expression(terms)
         if match is None:
             return []
         where, params = filter_sql(tenant, viewer, filters)
@@ -279,6 +296,25 @@ class SQLiteRepository:
             rows = conn.execute(text(sql), params).all()
         # FTS5's bm25() is negative (lower is better); report the usual positive form.
         return [KeywordHit(int(pk), -float(score)) for pk, score in rows]
+
+    def _doc_freqs(self, terms: list[str]) -> tuple[int, dict[str, int]]:
+        """Documents containing each term (FTS5's own tokenizer decides), cached.
+
+        Counts can go stale as the catalog changes; they only steer which words
+        a long query keeps, so the cache is simply refreshed when it fills up.
+        """
+        with self.engine.connect() as conn:
+            n_docs = int(conn.execute(text("SELECT count(*) FROM media")).scalar_one())
+            missing = [t for t in terms if t not in self._df_cache]
+            for term in missing:
+                count = conn.execute(
+                    text("SELECT count(*) FROM media_fts WHERE media_fts MATCH :m"),
+                    {"m": match_expression([term])},
+                ).scalar_one()
+                if len(self._df_cache) >= DF_CACHE_SIZE:
+                    self._df_cache.clear()
+                self._df_cache[term] = int(count)
+        return n_docs, {t: self._df_cache[t] for t in terms}
 
     # -- change log and index feeds -----------------------------------------
 
