@@ -257,6 +257,9 @@ def serve(
     from metamedia.api.app import create_app
 
     settings = _settings(data_dir)
+    if "METAMEDIA_EMBED_THREADS" not in os.environ:
+        # Each request embeds one short query; parallelism comes from concurrent requests.
+        settings = settings.model_copy(update={"embed_threads": 1})
     console.print(f"Meta-Media-Search on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 

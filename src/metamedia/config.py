@@ -38,6 +38,13 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(platformdirs.user_cache_dir("metamedia", appauthor=False)),
         description="Where the one-time ONNX export of the model is kept.",
     )
+    embed_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Threads per embedding call; None = all cores (ingest). "
+        "`metamedia serve` uses 1: concurrent requests already fill the cores.",
+    )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
     hnsw_threshold: int = Field(
         default=20_000,
@@ -58,6 +65,12 @@ class Settings(BaseSettings):
     keyword_weight: float = Field(default=1.0, ge=0)
     semantic_weight: float = Field(default=1.0, ge=0)
     fusion_method: str = "rrf"
+    blas_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="BLAS threads for request-sized math; more only slows concurrent requests.",
+    )
     ingest_batch_size: int = Field(default=256, ge=1, le=100_000)
     query_cache_size: int = Field(default=2048, ge=0)
     query_cache_ttl_s: float = Field(default=300.0, ge=0)

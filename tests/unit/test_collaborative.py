@@ -17,7 +17,7 @@ def test_ease_recommends_what_co_occurs() -> None:
     model = fit_ease(users, items, l2=1.0)
     scores = dict(zip(model.keys.tolist(), model.score([10]).tolist(), strict=True))
     assert scores[20] > scores[30] and scores[20] > scores[40]
-    assert model.strongest_link([10, 30], 20) == 10
+    assert model.strongest_links([10, 30], [20, 99]) == {20: 10}
     assert np.allclose(np.diag(model.weights), 0.0)
 
 

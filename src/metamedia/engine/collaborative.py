@@ -8,6 +8,7 @@ keeps only the `max_items` items with the most interactions.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,15 +40,21 @@ class EaseModel:
             return np.zeros(self.keys.shape[0], dtype=np.float32)
         return np.asarray(self.weights[cols].sum(axis=0), dtype=np.float32)
 
-    def strongest_link(self, history: list[int], key: int) -> int | None:
-        """The history item that contributes most to `key`'s score (for explanations)."""
-        target = self.columns([key])
+    def strongest_links(self, history: list[int], keys: list[int]) -> dict[int, int]:
+        """For each key, the history item contributing most to its score (explanations)."""
         cols = self.columns(history)
-        if not target or not cols:
-            return None
-        contributions = self.weights[cols, target[0]]
-        best = int(np.argmax(contributions))
-        return int(self.keys[cols[best]]) if contributions[best] > 0 else None
+        column: dict[int, int] = self._column  # type: ignore[attr-defined]
+        targets = [k for k in keys if k in column]
+        if not cols or not targets:
+            return {}
+        block = self.weights[np.ix_(cols, [column[k] for k in targets])]
+        best = np.argmax(block, axis=0)
+        strength = block[best, np.arange(len(targets))]
+        return {
+            key: int(self.keys[cols[int(b)]])
+            for key, b, s in zip(targets, best.tolist(), strength.tolist(), strict=True)
+            if s > 0
+        }
 
 
 def fit_ease(
@@ -66,12 +73,32 @@ def fit_ease(
         item_index = remap[item_index]
         valid = item_index >= 0
         user_index, item_index, keys = user_index[valid], item_index[valid], keys[kept]
-    users, user_rows = np.unique(user_index, return_inverse=True)
-    x = np.zeros((users.shape[0], keys.shape[0]), dtype=np.float64)
-    x[user_rows, item_index] = 1.0
-    gram = x.T @ x
+    gram = _gram(user_index, item_index, keys.shape[0])
     gram[np.diag_indices_from(gram)] += l2
     p = np.linalg.inv(gram)
     b = -p / np.diag(p)[np.newaxis, :]
     np.fill_diagonal(b, 0.0)
     return EaseModel(keys.astype(np.int64), b.astype(np.float32))
+
+
+def _gram(
+    user_index: IntArray, item_index: IntArray, n_items: int, chunk: int = 2048
+) -> npt.NDArray[np.float64]:
+    """XᵀX of the binary user-item matrix, built a block of users at a time.
+
+    A dense users x items matrix would not fit for large catalogs; a block of
+    `chunk` users bounds memory at chunk x n_items floats.
+    """
+    users, user_rows = np.unique(user_index, return_inverse=True)
+    gram = np.zeros((n_items, n_items), dtype=np.float64)
+    order = np.argsort(user_rows, kind="stable")
+    rows, cols = user_rows[order], item_index[order]
+    bounds = np.searchsorted(rows, np.arange(0, users.shape[0] + chunk, chunk))
+    for start, stop in itertools.pairwise(bounds.tolist()):
+        if start == stop:
+            continue
+        block_rows = rows[start:stop] - rows[start]
+        block = np.zeros((int(block_rows.max()) + 1, n_items), dtype=np.float32)
+        block[block_rows, cols[start:stop]] = 1.0
+        gram += (block.T @ block).astype(np.float64)
+    return gram

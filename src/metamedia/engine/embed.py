@@ -179,6 +179,9 @@ class OnnxEmbedder:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+            # Idle workers must sleep, not spin: under concurrent requests a spinning
+            # pool steals the cores the other requests need.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             tokenizer.enable_truncation(_max_tokens(model_dir))
@@ -220,10 +223,14 @@ def _max_tokens(model_dir: Path) -> int:
 
 
 def create_embedder(
-    backend: str, name: str, batch_size: int, cache_dir: Path | None = None
+    backend: str,
+    name: str,
+    batch_size: int,
+    cache_dir: Path | None = None,
+    threads: int | None = None,
 ) -> Embedder:
     if backend == "torch":
         return SentenceTransformerEmbedder(name, batch_size)
     if backend == "onnx":
-        return OnnxEmbedder(name, batch_size, cache_dir)
+        return OnnxEmbedder(name, batch_size, cache_dir, threads)
     raise ValueError(f"unknown embedding backend {backend!r}: use 'onnx' or 'torch'")

@@ -121,17 +121,16 @@ def mmr(relevance: FloatArray, vectors: FloatArray, k: int, diversity: float) ->
     if diversity <= 0.0:
         return top_k(relevance, k)
     lam = 1.0 - diversity
-    rel = minmax(relevance)
-    sims = vectors @ vectors.T
-    chosen: list[int] = []
-    max_sim = np.full(n, -np.inf, dtype=np.float32)
-    available = np.ones(n, dtype=np.bool_)
-    for _ in range(k):
-        penalty = np.where(np.isinf(max_sim), 0.0, max_sim)
-        score = lam * rel - (1.0 - lam) * penalty
-        score = np.where(available, score, -np.inf)
+    gain = (lam * minmax(relevance)).astype(np.float32)
+    sims = (vectors @ vectors.T).astype(np.float32)
+    # Before anything is chosen there is no redundancy to penalise.
+    max_sim = np.zeros(n, dtype=np.float32)
+    chosen = np.empty(k, dtype=np.int64)
+    score = gain.copy()
+    for step in range(k):
         best = int(np.argmax(score))
-        chosen.append(best)
-        available[best] = False
-        max_sim = np.maximum(max_sim, sims[best])
-    return np.asarray(chosen, dtype=np.int64)
+        chosen[step] = best
+        np.maximum(max_sim, sims[best], out=max_sim)
+        score = gain - (1.0 - lam) * max_sim
+        score[chosen[: step + 1]] = -np.inf
+    return chosen

@@ -246,8 +246,11 @@ class IndexManager:
         """Stored vectors of live keys (copies; unknown keys are skipped)."""
         with self._lock:
             index = self.index
-            vectors = index.vectors()
-            return {k: vectors[p].copy() for k, p in self.positions_of(keys).items()}
+            wanted = np.asarray(keys, dtype=np.int64)
+            positions = index.positions_for(wanted)
+            found = positions >= 0
+            rows = index.vectors()[positions[found]]  # fancy indexing copies
+            return dict(zip(wanted[found].tolist(), rows, strict=True))
 
     def keys_at(self, positions: np.ndarray) -> np.ndarray:
         with self._lock:

@@ -34,8 +34,9 @@ SEEN_TYPES = frozenset({"view", "complete", "rate", "dislike", "skip"})
 POSITIVE_TYPES = frozenset({"like", "favorite", "complete", "share"})
 IMPRESSION_WINDOW_S = 86_400.0
 TRENDING_WINDOW_S = 7 * 86_400.0
-FEED_DEPTH = 200
+FEED_DEPTH = 100  # five pages of twenty per snapshot
 POOL = 300
+CONTENT_POOL = 150  # ANN cost grows with k (efSearch >= 2k)
 
 
 @dataclass(frozen=True)
@@ -170,9 +171,9 @@ class RecommendService:
         popularity = self.indexes.popularity()
         ctx.popularity = popularity
         if ctx.direction is not None:
-            cands.add(self.indexes.search(ctx.direction, POOL, mask).keys, "content")
+            cands.add(self.indexes.search(ctx.direction, CONTENT_POOL, mask).keys, "content")
         allowed = np.flatnonzero(mask)
-        top_pop = allowed[np.argsort(-popularity[allowed], kind="stable")[:POOL]]
+        top_pop = allowed[_top(popularity[allowed], POOL)]
         cands.add(self.indexes.keys_at(top_pop), "popular")
         ctx.trending = dict(self.users.trending(ctx.tenant, ctx.now - TRENDING_WINDOW_S, POOL))
         trend_keys = np.array(list(ctx.trending), dtype=np.int64)
@@ -187,7 +188,7 @@ class RecommendService:
         if ctx.prefs.liked_genres:
             liked_mask = self.indexes.label_mask("genre", tuple(ctx.prefs.liked_genres))
             liked = np.flatnonzero(mask & liked_mask)
-            by_pop = liked[np.argsort(-popularity[liked], kind="stable")[:POOL]]
+            by_pop = liked[_top(popularity[liked], POOL)]
             cands.add(self.indexes.keys_at(by_pop), "preference")
         return cands
 
@@ -328,7 +329,11 @@ class _Explainer:
             for e in reversed(ctx.events)
             if e.type in POSITIVE_TYPES or (e.type == "rate" and (e.value or 0) >= 4.0)
         ][:20]
-        self.positives = indexes.vectors_of(list(dict.fromkeys(recent)))
+        positives = indexes.vectors_of(list(dict.fromkeys(recent)))
+        self.positive_keys = list(positives)
+        self.positive_matrix = (
+            np.vstack([positives[k] for k in self.positive_keys]) if positives else None
+        )
         self.genre_hits = {
             g: indexes.label_mask("genre", (g,))[pos_arr] for g in prefs.liked_genres[:10]
         }
@@ -337,15 +342,11 @@ class _Explainer:
             if prefs.platforms
             else np.zeros(len(keys), dtype=np.bool_)
         )
-        anchors = set(self.positives)
         self.collab_anchor: dict[int, int] = {}
         if ctx.ease is not None:
-            for key in keys:
-                if "collaborative" in cands.keys[key]:
-                    anchor = ctx.ease.strongest_link(ctx.history, key)
-                    if anchor is not None:
-                        self.collab_anchor[key] = anchor
-                        anchors.add(anchor)
+            collab_keys = [k for k in keys if "collaborative" in cands.keys[k]]
+            self.collab_anchor = ctx.ease.strongest_links(ctx.history, collab_keys)
+        anchors = set(self.positive_keys) | set(self.collab_anchor.values())
         self.titles = {k: v.title for k, v in service.media.get_many(sorted(anchors)).items()}
 
     def reasons(self, i: int, vector: FloatArray) -> list[str]:
@@ -355,8 +356,8 @@ class _Explainer:
         if key in self.collab_anchor and self.collab_anchor[key] in self.titles:
             title = self.titles[self.collab_anchor[key]]
             reasons.append(f"people who watched {title} also watched this")
-        if self.positives and "content" in sources:
-            anchor = max(self.positives, key=lambda k: float(self.positives[k] @ vector))
+        if self.positive_matrix is not None and "content" in sources:
+            anchor = self.positive_keys[int(np.argmax(self.positive_matrix @ vector))]
             if anchor in self.titles:
                 reasons.append(f"because you liked {self.titles[anchor]}")
         shared = [g for g, hits in self.genre_hits.items() if hits[i]]
@@ -371,6 +372,14 @@ class _Explainer:
         if "fresh" in sources and not reasons:
             reasons.append("new in the catalog")
         return reasons or ["recommended for you"]
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, best first (partition first: O(n))."""
+    if values.shape[0] <= k:
+        return np.argsort(-values, kind="stable")
+    part = np.argpartition(-values, k - 1)[:k]
+    return part[np.argsort(-values[part], kind="stable")]
 
 
 def _cap_themes(

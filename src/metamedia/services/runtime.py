@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder, create_embedder
 from metamedia.errors import InvalidRequestError
@@ -26,13 +28,17 @@ _EMBEDDERS: dict[str, Embedder] = {}
 
 def shared_embedder(settings: Settings) -> Embedder:
     """One model per process: loading it costs seconds and ~100 MB."""
-    key = f"{settings.embed_backend}:{settings.model_name}:{settings.embed_batch_size}"
+    key = (
+        f"{settings.embed_backend}:{settings.model_name}:{settings.embed_batch_size}:"
+        f"{settings.embed_threads}"
+    )
     if key not in _EMBEDDERS:
         _EMBEDDERS[key] = create_embedder(
             settings.embed_backend,
             settings.model_name,
             settings.embed_batch_size,
             settings.model_cache_dir / "onnx",
+            settings.embed_threads,
         )
     return _EMBEDDERS[key]
 
@@ -65,6 +71,8 @@ class Runtime:
     def open(cls, settings: Settings | None = None, embedder: Embedder | None = None) -> Runtime:
         settings = settings or Settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Per-request matrices are small: threads would only spin against each other.
+        threadpool_limits(limits=settings.blas_threads, user_api="blas")
         url = settings.resolved_database_url
         if not url.startswith("sqlite"):
             raise InvalidRequestError(

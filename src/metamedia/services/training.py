@@ -7,6 +7,7 @@ files on their next request, in any process.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from metamedia.engine.cluster import choose_k, kmeans, label_clusters
 from metamedia.engine.collaborative import EaseModel, fit_ease
@@ -106,7 +108,9 @@ class TrainingService:
                 "trained": False,
                 "reason": f"needs {MIN_TRAINING_USERS}+ users with interactions",
             }
-        model = fit_ease(user_pks, media_pks, l2=self.l2, max_items=self.max_items)
+        # One large inverse: here every core helps.
+        with threadpool_limits(limits=os.cpu_count() or 1, user_api="blas"):
+            model = fit_ease(user_pks, media_pks, l2=self.l2, max_items=self.max_items)
         self.store.save_ease(tenant, model)
         return {
             "trained": True,

@@ -115,19 +115,20 @@ class UserService:
             rows.append(
                 (index, EventRow(found[0], event.type, event.value, event.ts or now, context))
             )
-        inserted = self.users.add_events(record.pk, [row for _, row in rows])
-        fresh = []
-        for (index, row), is_new in zip(rows, inserted, strict=True):
+        inserted = self.users.add_events(
+            record.pk,
+            [row for _, row in rows],
+            learn=lambda fresh: self._learn(record.pk, fresh),
+            model=self.model,
+        )
+        for (index, _), is_new in zip(rows, inserted, strict=True):
             results[index] = InteractionResult(
                 index=index, status="recorded" if is_new else "duplicate"
             )
-            if is_new:
-                fresh.append(row)
-        if fresh:
-            self._learn(record.pk, fresh)
         return [results[i] for i in sorted(results)]
 
-    def _learn(self, user_pk: int, events: list[EventRow]) -> None:
+    def _learn(self, user_pk: int, events: list[EventRow]) -> VectorState:
+        """The preference vector after `events` (O(d) each), to be saved with them."""
         state = self.preference_state(user_pk)
         vectors = self.indexes.vectors_of([e.media_pk for e in events])
         for event in events:
@@ -135,9 +136,7 @@ class UserService:
             if vector is not None:
                 weight = signal_weight(event.type, event.value)
                 apply_event(state, vector, weight, event.ts, PREFERENCE_HALF_LIFE_S)
-        self.users.save_vector(
-            user_pk, self.model, VectorState(state.vector, state.updated_at, state.events)
-        )
+        return VectorState(state.vector, state.updated_at, state.events)
 
     def preference_state(self, user_pk: int) -> PreferenceState:
         saved = self.users.load_vector(user_pk, self.model)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,8 +138,19 @@ class SQLiteUserRepository:
                     found[ext] = (int(pk), visibility == "public", {owner, *allowed} - {None})
         return found
 
-    def add_events(self, user_pk: int, events: Sequence[EventRow]) -> list[bool]:
-        """Insert events; False for an exact duplicate (same item, type and timestamp)."""
+    def add_events(
+        self,
+        user_pk: int,
+        events: Sequence[EventRow],
+        learn: Callable[[list[EventRow]], VectorState | None] | None = None,
+        model: str = "",
+    ) -> list[bool]:
+        """Insert events; False for an exact duplicate (same item, type and timestamp).
+
+        `learn` turns the newly inserted events into the user's next preference
+        vector, saved in the same transaction: the vector never runs ahead of, or
+        behind, the interactions it was learned from.
+        """
         inserted: list[bool] = []
         with self.engine.begin() as conn:
             for event in events:
@@ -161,6 +172,10 @@ class SQLiteUserRepository:
                 inserted.append(fresh)
                 if fresh and event.type in ("favorite", "unfavorite"):
                     self._apply_favorite(conn, user_pk, event)
+            fresh_events = [e for e, new in zip(events, inserted, strict=True) if new]
+            state = learn(fresh_events) if learn is not None and fresh_events else None
+            if state is not None:
+                self._save_vector(conn, user_pk, model, state)
         return inserted
 
     @staticmethod
@@ -271,17 +286,21 @@ class SQLiteUserRepository:
 
     def save_vector(self, user_pk: int, model: str, state: VectorState) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO user_vectors(user_pk, model, vector, updated_at, events) "
-                    "VALUES (:u, :m, :v, :t, :n) ON CONFLICT(user_pk) DO UPDATE SET "
-                    "model = :m, vector = :v, updated_at = :t, events = :n"
-                ),
-                {
-                    "u": user_pk,
-                    "m": model,
-                    "v": np.ascontiguousarray(state.vector, dtype=np.float32).tobytes(),
-                    "t": state.updated_at,
-                    "n": state.events,
-                },
-            )
+            self._save_vector(conn, user_pk, model, state)
+
+    @staticmethod
+    def _save_vector(conn: Any, user_pk: int, model: str, state: VectorState) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO user_vectors(user_pk, model, vector, updated_at, events) "
+                "VALUES (:u, :m, :v, :t, :n) ON CONFLICT(user_pk) DO UPDATE SET "
+                "model = :m, vector = :v, updated_at = :t, events = :n"
+            ),
+            {
+                "u": user_pk,
+                "m": model,
+                "v": np.ascontiguousarray(state.vector, dtype=np.float32).tobytes(),
+                "t": state.updated_at,
+                "n": state.events,
+            },
+        )
