@@ -281,3 +281,19 @@ def test_private_item_shared_with_allowed_users(client: TestClient) -> None:
     assert ok["recorded"] == 1
     refused = _events(client, "stranger", [{"item": "home-1", "type": "like"}])
     assert refused["rejected"] == 1 and "unknown item" in refused["results"][0]["error"]
+
+
+def test_session_context_lists_recent_actions_of_that_session(client: TestClient) -> None:
+    client.put("/v1/users/sam")
+    _events(
+        client,
+        "sam",
+        [
+            {"item": "mm-0001", "type": "view", "ts": 1_700_000_000, "context": {"session": "s1"}},
+            {"item": "mm-0002", "type": "like", "ts": 1_700_000_060, "context": {"session": "s1"}},
+            {"item": "mm-0003", "type": "view", "ts": 1_700_000_120, "context": {"session": "s2"}},
+        ],
+    )
+    s1 = client.get("/v1/users/sam/sessions/s1").json()
+    assert [(e["item"], e["type"]) for e in s1] == [("mm-0002", "like"), ("mm-0001", "view")]
+    assert client.get("/v1/users/sam/sessions/none").json() == []

@@ -160,11 +160,14 @@ class UserService:
 
     # -- reading back ---------------------------------------------------------
 
-    def history(self, tenant: str, user: str, limit: int, offset: int) -> list[StoredInteraction]:
+    def history(
+        self, tenant: str, user: str, limit: int, offset: int, session: str | None = None
+    ) -> list[StoredInteraction]:
+        """Watch history, newest first; with `session`, that session's recent actions."""
         record = self.require(tenant, user)
         return [
             StoredInteraction(item=ext, type=e.type, value=e.value, ts=e.ts, context=e.context)
-            for ext, e in self.users.history(record.pk, limit, offset)
+            for ext, e in self.users.history(record.pk, limit, offset, session)
         ]
 
     def favorites(self, tenant: str, user: str) -> list[dict[str, Any]]:

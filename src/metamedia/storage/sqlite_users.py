@@ -194,16 +194,20 @@ class SQLiteUserRepository:
                 {"u": user_pk, "m": event.media_pk},
             )
 
-    def history(self, user_pk: int, limit: int, offset: int) -> list[tuple[str, EventRow]]:
-        """Newest first, with the item's external id."""
+    def history(
+        self, user_pk: int, limit: int, offset: int, session: str | None = None
+    ) -> list[tuple[str, EventRow]]:
+        """Newest first, with the item's external id; optionally one session's events."""
+        in_session = " AND json_extract(i.context, '$.session') = :s" if session else ""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
                     "SELECT m.external_id, i.media_pk, i.type, i.value, i.ts, i.context "
                     "FROM interactions i JOIN media m ON m.pk = i.media_pk "
-                    "WHERE i.user_pk = :u ORDER BY i.ts DESC, i.pk DESC LIMIT :n OFFSET :o"
+                    f"WHERE i.user_pk = :u{in_session} "
+                    "ORDER BY i.ts DESC, i.pk DESC LIMIT :n OFFSET :o"
                 ),
-                {"u": user_pk, "n": limit, "o": offset},
+                {"u": user_pk, "n": limit, "o": offset, "s": session},
             ).all()
         return [
             (ext, EventRow(int(pk), kind, value, float(ts), json.loads(ctx) if ctx else None))

@@ -96,6 +96,18 @@ def get_history(
     return runtime.users.history(tenant, user_id, limit, offset)
 
 
+@router.get("/{user_id}/sessions/{session_id}", response_model=list[StoredInteraction])
+def get_session(
+    user_id: str,
+    session_id: str,
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[StoredInteraction]:
+    """The current session's context: recent actions sent with this `context.session`."""
+    return runtime.users.history(tenant, user_id, limit, 0, session=session_id)
+
+
 @router.get("/{user_id}/favorites")
 def get_favorites(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> list[dict[str, Any]]:
     return runtime.users.favorites(tenant, user_id)
