@@ -8,6 +8,7 @@ filter still fills the page whenever enough items pass it.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from metamedia.engine.payload import AttributeFilter
 from metamedia.engine.rank import Fused, RankedList, reciprocal_rank_fusion, weighted_fusion
 from metamedia.engine.vectors import FloatArray
 from metamedia.services.indexing import IndexManager
-from metamedia.storage.base import MediaRepository
+from metamedia.storage.base import KeywordHit, MediaRepository
 from metamedia.storage.memory_cache import TTLCache
 
 DESCRIPTION_PREVIEW_CHARS = 300
@@ -43,6 +44,7 @@ class SearchService:
         self.embedder = embedder
         self.indexes = indexes
         self.settings = settings
+        self._keyword_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword")
         self.query_cache: TTLCache[FloatArray] = TTLCache(
             settings.query_cache_size, settings.query_cache_ttl_s
         )
@@ -88,6 +90,13 @@ class SearchService:
         embedding_ms = 0.0
         query_vector: FloatArray | None = None
         mask = self.indexes.mask(flt)
+        keyword: Future[list[KeywordHit]] | None = None
+        if request.mode in ("hybrid", "keyword"):
+            # SQLite releases the GIL while it runs: the keyword query overlaps with
+            # embedding the query and the vector search below.
+            keyword = self._keyword_pool.submit(
+                self.repo.keyword_search, request.tenant, request.user, request.query, filters, pool
+            )
         if request.mode in ("hybrid", "semantic"):
             t0 = time.perf_counter()
             query_vector = self.embed_query(request.query)
@@ -95,10 +104,8 @@ class SearchService:
             found = self.indexes.search(query_vector, pool, mask)
             lists.append(RankedList(found.keys, found.scores, fusion.semantic_weight))
             names.append("vector")
-        if request.mode in ("hybrid", "keyword"):
-            hits = self.repo.keyword_search(
-                request.tenant, request.user, request.query, filters, pool
-            )
+        if keyword is not None:
+            hits = keyword.result()
             lists.append(
                 RankedList(
                     np.array([h.pk for h in hits], dtype=np.int64),

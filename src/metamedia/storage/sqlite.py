@@ -91,7 +91,7 @@ def _vector_from(blob: bytes) -> npt.NDArray[np.float32]:
 
 
 MIN_TERMS_TO_PRUNE = 8  # short queries are cheap; keep every word
-MAX_SCORED_TERMS = 32
+MAX_SCORED_TERMS = 64
 MAX_TERM_DOC_FRACTION = 0.1
 DF_CACHE_SIZE = 50_000
 
