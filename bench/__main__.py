@@ -52,11 +52,35 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--ann-size", type=int, default=None, help="size of the large vector set (default 1M)"
     )
+    _add_recommend(commands)
     return parser
+
+
+# -- `recommend` subcommand (bench/recommend_bench.py) ----------------------------
+def _add_recommend(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rec = commands.add_parser(
+        "recommend",
+        help="MovieLens offline evaluation vs baselines, and feed / interaction latency",
+        description="Measure recommendation quality and latency; writes recommend.md/.json.",
+    )
+    rec.add_argument("--quick", action="store_true", help="100 eval users, fewer latency calls")
+    rec.add_argument(
+        "--out", type=Path, default=BENCH_DIR / "results", help="output folder (bench/results)"
+    )
+    rec.add_argument(
+        "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="cache folder (bench/.cache)"
+    )
+
+
+# ---------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "recommend":
+        from bench import recommend_bench
+
+        return recommend_bench.main(args)
     from bench import report as report_mod
     from bench.search_bench import Options, Sizes, run
 

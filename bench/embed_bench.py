@@ -23,11 +23,10 @@ from metamedia.services.validation import validate_item
 SECTION = "Embedding (all-MiniLM-L6-v2, CPU)"
 
 
-def film_texts(n: int, offset: int = 0) -> list[str]:
+def film_texts(n: int) -> list[str]:
     """`n` real embedding texts spread evenly over the catalog (deterministic)."""
     films = load_wikipedia_films()
-    step = max(1, len(films) // (n + offset))
-    chosen = films[offset::step][:n]
+    chosen = films[:: max(1, len(films) // n)][:n]
     return [validate_item(map_film(f)).embedding_text() for f in chosen]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -94,25 +95,28 @@ def copy_catalog(source: Path, target: Path) -> Path:
     return target
 
 
-def stored_vectors(data_dir: Path) -> dict[str, npt.NDArray[np.float32]]:
-    """content hash -> vector for every item of a data dir (no model load)."""
-    runtime = Runtime.open(Settings(data_dir=data_dir))
+def stored_vectors(data_dir: Path, model: str) -> dict[str, npt.NDArray[np.float32]]:
+    """content hash -> vector for every row of the embeddings table.
+
+    The whole table, not just the current items' vectors: the catalog lists
+    some films twice with different text, and ingest looks up both versions.
+    Read through a read-only SQLite connection: no model load, no writes, and
+    no dependence on how the storage package lays out its modules.
+    """
+    path = Settings(data_dir=data_dir).resolved_database_url.removeprefix("sqlite:///")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        vectors: dict[str, npt.NDArray[np.float32]] = {}
-        for rows in runtime.repo.iter_index_rows(runtime.embedder.name):
-            for row in rows:
-                if row.vector is not None:
-                    vectors[row.content_hash] = row.vector
-        return vectors
+        rows = conn.execute("SELECT content_hash, vector FROM embeddings WHERE model = ?", (model,))
+        return {h: np.frombuffer(blob, dtype=np.float32).copy() for h, blob in rows}
     finally:
-        runtime.close()
+        conn.close()
 
 
 def ingest_without_embedding(vectors_from: Path, target: Path) -> dict[str, Any]:
     """Timed ingest into a fresh data dir whose embeddings were stored beforehand."""
-    vectors = stored_vectors(vectors_from)
     runtime = Runtime.open(Settings(data_dir=target))
     try:
+        vectors = stored_vectors(vectors_from, runtime.embedder.name)
         runtime.repo.store_embeddings(runtime.embedder.name, vectors)
         report = runtime.ingest.ingest_path(
             wikipedia_dir(), "wikipedia", progress=_progress("cached ingest")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import Metric, at_most
+from bench.report import Metric, at_most, fmt
 from bench.timing import summarize, time_calls_us
 from metamedia.engine.rank import (
     RankedList,
@@ -74,7 +74,7 @@ def metrics(raw: dict[str, Any]) -> list[Metric]:
 
     def note(name: str, extra: str = "") -> str:
         r = raw[name]
-        return f"median of {r['n']}; p95 {r['p95']:.1f} µs" + (f"; {extra}" if extra else "")
+        return f"median of {r['n']}; p95 {fmt(r['p95'])} µs" + (f"; {extra}" if extra else "")
 
     union = raw["fused_union"]
     return [

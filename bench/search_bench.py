@@ -41,9 +41,9 @@ class Sizes:
     embed_single: int = 100
     ann_queries: int = 500
     ann_size: int = 1_000_000
-    real_ms: tuple[int, ...] = (16, 32)
+    real_ms: tuple[int, ...] = (16, 32, 48)
     large_ms: tuple[int, ...] = (32,)
-    ef_search: tuple[int, ...] = (32, 64, 96, 128, 256)
+    ef_search: tuple[int, ...] = (32, 64, 96, 128, 256, 512)
     ranking_reps: int = 5000
     http_requests: int = 300
     http_time_limit_s: float = 120.0
@@ -57,7 +57,7 @@ class Sizes:
             embed_single=50,
             ann_size=200_000,
             real_ms=(32,),
-            ef_search=(32, 64, 128),
+            ef_search=(32, 64, 128, 256),
             ranking_reps=1000,
             http_requests=100,
             http_time_limit_s=60.0,
