@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--fresh",
         action="store_true",
-        help="rebuild the cached embedded catalog (re-measures ingest with embedding, ~15 min)",
+        help="rebuild the cached embedded catalog (re-measures ingest with embedding, 15-35 min)",
     )
     search.add_argument(
         "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="cache folder (bench/.cache)"

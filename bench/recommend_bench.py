@@ -40,7 +40,7 @@ from bench.rec_metrics import (
     top_n,
 )
 from bench.rec_ours import ensure_catalog, run_ours, write_train_dir
-from bench.report import fmt, machine_info
+from bench.report import fmt, header_lines, machine_info
 
 QUICK_EVAL_USERS = 100
 PROTOCOL = (
@@ -189,16 +189,15 @@ def _ours(
 
 
 def render(report: RecReport) -> str:
-    m = report.machine
     lines = [
-        "# Meta-Media-Search benchmark: recommendation",
-        "",
-        f"- command: `{report.command}`" + ("  (quick mode)" if report.quick else ""),
-        f"- date: {report.started} (total {report.seconds:.0f} s)",
-        f"- machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB RAM, Python {m['python']}",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
-        f"- load average (1/5/15 min) at start {m.get('load_avg_start', '?')}, "
-        f"at end {m.get('load_avg_end', '?')} (other processes share the CPU)",
+        *header_lines(
+            "recommendation",
+            report.command,
+            report.quick,
+            report.started,
+            report.seconds,
+            report.machine,
+        ),
         "",
         "## Offline evaluation (MovieLens ml-latest-small)",
         "",

@@ -146,17 +146,27 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(report: Report) -> str:
-    m = report.machine
-    lines = [
-        "# Meta-Media-Search benchmark: search",
+def header_lines(
+    title: str, command: str, quick: bool, started: str, seconds: float, m: dict[str, Any]
+) -> list[str]:
+    """The provenance block every results file starts with: what ran, when, where."""
+    return [
+        f"# Meta-Media-Search benchmark: {title}",
         "",
-        f"- command: `{report.command}`" + ("  (quick mode)" if report.quick else ""),
-        f"- date: {report.started} (total {report.seconds:.0f} s)",
+        f"- command: `{command}`" + ("  (quick mode)" if quick else ""),
+        f"- date: {started} (total {seconds:.0f} s)",
         f"- machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB RAM, Python {m['python']}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- load average (1/5/15 min) at start {m.get('load_avg_start', '?')}, "
         f"at end {m.get('load_avg_end', '?')} (other processes share the CPU)",
+    ]
+
+
+def render_markdown(report: Report) -> str:
+    lines = [
+        *header_lines(
+            "search", report.command, report.quick, report.started, report.seconds, report.machine
+        ),
         "",
         "| metric | measured | target | met? | notes |",
         "|---|---|---|---|---|",

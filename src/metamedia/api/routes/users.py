@@ -12,6 +12,7 @@ from metamedia.api.deps import RuntimeDep, TenantDep
 from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
 from metamedia.errors import InvalidRequestError
 from metamedia.services.recommend import FeedPage
+from metamedia.storage.sqlite_users import UserRecord
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
@@ -40,21 +41,18 @@ def put_user(
     if body is not None and set(body) - {"preferences"}:
         unknown = ", ".join(sorted(set(body) - {"preferences"}))
         raise InvalidRequestError(f"unknown field(s): {unknown}")
-    record = runtime.users.upsert(tenant, user_id, (body or {}).get("preferences"))
-    return UserOut(
-        id=user_id,
-        tenant=tenant,
-        created_at=record.created_at,
-        preferences=Preferences.model_validate(record.preferences),
-    )
+    return _user_out(runtime.users.upsert(tenant, user_id, (body or {}).get("preferences")))
 
 
 @router.get("/{user_id}", response_model=UserOut)
 def get_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> UserOut:
-    record = runtime.users.require(tenant, user_id)
+    return _user_out(runtime.users.require(tenant, user_id))
+
+
+def _user_out(record: UserRecord) -> UserOut:
     return UserOut(
-        id=user_id,
-        tenant=tenant,
+        id=record.external_id,
+        tenant=record.tenant,
         created_at=record.created_at,
         preferences=Preferences.model_validate(record.preferences),
     )
