@@ -10,7 +10,6 @@ A missed target is reported, never raised: this is measurement, not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -40,7 +39,7 @@ from bench.rec_metrics import (
     top_n,
 )
 from bench.rec_ours import ensure_catalog, run_ours, write_train_dir
-from bench.report import fmt, header_lines, machine_info
+from bench.report import fmt, header_lines, machine_info, write_json
 
 QUICK_EVAL_USERS = 100
 PROTOCOL = (
@@ -303,23 +302,5 @@ def write(report: RecReport, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, json_path = out_dir / "recommend.md", out_dir / "recommend.json"
     md_path.write_text(render(report), encoding="utf-8")
-    data = _finite(asdict(report))
-    json_path.write_text(json.dumps(data, indent=2, default=_plain) + "\n", encoding="utf-8")
+    write_json(json_path, asdict(report))
     return md_path, json_path
-
-
-def _plain(value: object) -> object:
-    """numpy scalars as numbers, anything else (paths) as text."""
-    item = getattr(value, "item", None)
-    return item() if callable(item) else str(value)
-
-
-def _finite(value: Any) -> Any:
-    """NaN/inf become null so the JSON is strict and readable by any tool."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -204,11 +204,7 @@ def write(report: Report, out_dir: Path, name: str = "search") -> tuple[Path, Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, json_path = out_dir / f"{name}.md", out_dir / f"{name}.json"
     md_path.write_text(render_markdown(report), encoding="utf-8")
-    data = _finite(report.to_json())
-    json_path.write_text(
-        json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n",
-        encoding="utf-8",
-    )
+    write_json(json_path, report.to_json())
     return md_path, json_path
 
 
@@ -224,8 +220,12 @@ def _finite(value: Any) -> Any:
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    """numpy scalars as numbers, anything else (paths) as text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Raw numbers of a run as strict JSON (NaN/inf become null)."""
+    text = json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")

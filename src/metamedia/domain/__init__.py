@@ -15,7 +15,6 @@ from metamedia.domain.media import (
     MediaItem,
     MediaType,
     Platform,
-    dump_item,
 )
 from metamedia.domain.search import (
     Explanation,
@@ -47,6 +46,5 @@ __all__ = [
     "SearchMode",
     "SearchRequest",
     "SearchResponse",
-    "dump_item",
     "search_request_from_params",
 ]

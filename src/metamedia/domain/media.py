@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -153,8 +153,3 @@ class MediaItem(BaseModel):
         """Hash of every field: equal hashes mean re-ingesting changes nothing."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def dump_item(item: MediaItem) -> dict[str, Any]:
-    """JSON-ready dict of an item, the form stored and returned by the API."""
-    return item.model_dump(mode="json")

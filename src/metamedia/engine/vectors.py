@@ -34,13 +34,6 @@ def normalize(vectors: npt.ArrayLike) -> FloatArray:
     return np.ascontiguousarray(matrix / norms, dtype=np.float32)
 
 
-def cosine_similarity(query: npt.ArrayLike, matrix: npt.ArrayLike) -> FloatArray:
-    """Cosine of one query against every row of `matrix` (normalises both)."""
-    q = normalize(query)[0]
-    m = normalize(matrix)
-    return np.asarray(m @ q, dtype=np.float32)
-
-
 def batch_dot(query: FloatArray, matrix: FloatArray) -> FloatArray:
     """Inner products of one normalised query against normalised rows.
 

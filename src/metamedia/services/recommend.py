@@ -435,6 +435,3 @@ def _decode_cursor(cursor: str) -> tuple[str, int]:
         return snapshot, int(offset)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"malformed feed cursor {cursor[:40]!r}") from exc
-
-
-__all__ = ["FeedItem", "FeedPage", "FeedWeights", "NotFoundError", "RecommendService"]

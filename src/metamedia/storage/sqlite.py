@@ -103,6 +103,7 @@ class SQLiteRepository:
         self.url = url
         self.engine: Engine = open_sqlite(url)
         self._df_cache: dict[str, int] = {}
+        self._df_docs: int | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -304,7 +305,9 @@ class SQLiteRepository:
         a long query keeps, so the cache is simply refreshed when it fills up.
         """
         with self.engine.connect() as conn:
-            n_docs = int(conn.execute(text("SELECT count(*) FROM media")).scalar_one())
+            if self._df_docs is None:
+                self._df_docs = int(conn.execute(text("SELECT count(*) FROM media")).scalar_one())
+            n_docs = self._df_docs
             missing = [t for t in terms if t not in self._df_cache]
             for term in missing:
                 count = conn.execute(
@@ -313,6 +316,7 @@ class SQLiteRepository:
                 ).scalar_one()
                 if len(self._df_cache) >= DF_CACHE_SIZE:
                     self._df_cache.clear()
+                    self._df_docs = None  # recounted with the next fresh cache
                 self._df_cache[term] = int(count)
         return n_docs, {t: self._df_cache[t] for t in terms}
 
@@ -329,12 +333,6 @@ class SQLiteRepository:
     def last_change(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT coalesce(max(seq), 0) FROM outbox")).scalar_one())
-
-    def compact_outbox(self, upto_seq: int) -> int:
-        """Drop change-log entries every consumer has applied."""
-        with self.engine.begin() as conn:
-            result = conn.execute(text("DELETE FROM outbox WHERE seq <= :s"), {"s": upto_seq})
-        return int(result.rowcount or 0)
 
     def index_rows(self, pks: Sequence[int], model: str) -> list[IndexRow]:
         rows: list[IndexRow] = []
