@@ -19,6 +19,10 @@ from metamedia.services.runtime import Runtime, shared_embedder
 DEMO_CATALOG = Path(__file__).resolve().parents[1] / "src" / "metamedia" / "demo" / "catalog.jsonl"
 
 
+ADMIN_KEY = "test-admin-key-not-a-secret"
+ADMIN_HEADERS = {"X-API-Key": ADMIN_KEY}
+
+
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The real all-MiniLM-L6-v2, loaded once for the whole run (shared with the CLI)."""
@@ -30,6 +34,7 @@ def make_runtime(tmp_path: Path, embedder: Embedder) -> Iterator[Any]:
     opened: list[Runtime] = []
 
     def _make(data_dir: Path | None = None, **overrides: Any) -> Runtime:
+        overrides.setdefault("admin_key", ADMIN_KEY)
         settings = Settings(data_dir=data_dir or tmp_path / "data", **overrides)
         runtime = Runtime.open(settings, embedder=embedder)
         opened.append(runtime)

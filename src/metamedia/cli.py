@@ -40,6 +40,8 @@ index_app = typer.Typer(help="Maintain the vector and keyword indexes.", no_args
 app.add_typer(index_app, name="index")
 interactions_app = typer.Typer(help="Bulk interaction data.", no_args_is_help=True)
 app.add_typer(interactions_app, name="interactions")
+keys_app = typer.Typer(help="API keys for write and admin endpoints.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -453,6 +455,59 @@ def train(
     for part in ("collaborative", "themes"):
         details = ", ".join(f"{k} {v}" for k, v in report[part].items())
         console.print(f"{part}: {escape(details)}")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scope: Annotated[
+        list[str], typer.Option(help="read, write or admin (admin implies write); repeatable.")
+    ],
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Mint a key; it is printed once and only its SHA-256 digest is stored."""
+    with _session(data_dir) as runtime:
+        issued = runtime.keys.create(name, scope, actor="cli")
+    if as_json:
+        _print_json({"id": issued.record.pk, "name": name, "scopes": scope, "key": issued.secret})
+    else:
+        console.print(f"Key #{issued.record.pk} '{name}' scopes {sorted(scope)} (shown once):")
+        sys.stdout.write(issued.secret + "\n")
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Every key's id, name, prefix and scopes (never the key)."""
+    with _session(data_dir) as runtime:
+        records = runtime.keys.all()
+    rows = [
+        {
+            "id": r.pk,
+            "name": r.name,
+            "prefix": r.prefix,
+            "scopes": sorted(r.scopes),
+            "revoked": r.revoked_at is not None,
+        }
+        for r in records
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        state = "revoked" if row["revoked"] else "active"
+        console.print(f"#{row['id']} {row['name']} mm_{row['prefix']}_… {row['scopes']} {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id from `keys list`.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke a key; every server stops accepting it within seconds."""
+    with _session(data_dir) as runtime:
+        runtime.keys.revoke(key_id, actor="cli")
+    console.print(f"Key #{key_id} revoked.")
 
 
 def main() -> None:  # pragma: no cover - console-script entry point alias

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -75,6 +75,44 @@ class Settings(BaseSettings):
     query_cache_size: int = Field(default=2048, ge=0)
     query_cache_ttl_s: float = Field(default=300.0, ge=0)
 
+    # -- caches (seeds: query 5 min, embeddings 1 h, recommendations 3 min, vectors 30 min)
+    cache_budget_mb: float = Field(
+        default=256.0, ge=0, description="Byte budget shared by all in-process caches."
+    )
+    cache_high_water: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Fraction of the budget that triggers cleanup down to the low-water mark.",
+    )
+    cache_low_water: float = Field(default=0.7, gt=0, le=1)
+    cache_ttl_query_embedding_s: float = Field(default=3600.0, ge=0)
+    cache_ttl_search_s: float = Field(default=300.0, ge=0)
+    cache_ttl_feed_s: float = Field(default=180.0, ge=0)
+    cache_ttl_preference_vector_s: float = Field(default=1800.0, ge=0)
+    cache_ttl_item_embedding_s: float = Field(default=3600.0, ge=0)
+
+    # -- security
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Bootstrap admin API key (all scopes). Held only as a hash in memory; "
+        "create further keys with `metamedia keys create`.",
+    )
+    public_user_writes: bool = Field(
+        default=True,
+        description="End users' interactions and preferences need no API key (they are "
+        "rate limited per IP). False requires a `write` key for them too.",
+    )
+    rate_limit_per_ip: str = Field(
+        default="1200/minute", description="Anonymous requests per client IP (limits syntax)."
+    )
+    rate_limit_per_key: str = Field(
+        default="12000/minute", description="Requests per API key (limits syntax)."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest accepted request body."
+    )
+
     @field_validator("embed_backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
@@ -87,6 +125,17 @@ class Settings(BaseSettings):
     def _known_fusion(cls, value: str) -> str:
         if value not in {"rrf", "weighted"}:
             raise ValueError(f"fusion_method must be 'rrf' or 'weighted', not {value!r}")
+        return value
+
+    @field_validator("rate_limit_per_ip", "rate_limit_per_key")
+    @classmethod
+    def _rate_syntax(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"rate limit {value!r} is not like '600/minute': {exc}") from exc
         return value
 
     @property

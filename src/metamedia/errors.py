@@ -46,3 +46,15 @@ class IndexUnavailableError(MetaMediaError):
     """An index is missing or unreadable; rebuild it from the relational store."""
 
     status_code = 503
+
+
+class AuthenticationError(MetaMediaError):
+    """No API key, or one that is unknown or revoked."""
+
+    status_code = 401
+
+
+class PermissionDeniedError(MetaMediaError):
+    """The key is valid but lacks the scope the endpoint needs."""
+
+    status_code = 403

@@ -7,10 +7,19 @@ from fastapi.testclient import TestClient
 
 from metamedia.api.app import create_app
 from metamedia.services.runtime import Runtime
+from tests.conftest import ADMIN_HEADERS
 
 
 @pytest.fixture()
 def client(demo_runtime: Runtime) -> Iterator[TestClient]:
-    """The real app over a copy of the demo catalog (writes stay in this test)."""
+    """The real app over a copy of the demo catalog, called with the admin key, as a
+    back-end service would (writes stay in this test)."""
+    with TestClient(create_app(runtime=demo_runtime), headers=ADMIN_HEADERS) as test_client:
+        yield test_client
+
+
+@pytest.fixture()
+def anon_client(demo_runtime: Runtime) -> Iterator[TestClient]:
+    """The same app called without any key, as a browser or end-user device would."""
     with TestClient(create_app(runtime=demo_runtime)) as test_client:
         yield test_client

@@ -13,7 +13,8 @@ from fastapi import FastAPI, Request, Response
 
 from metamedia import __version__
 from metamedia.api.errors import install_error_handlers
-from metamedia.api.routes import health, media, search, themes, users
+from metamedia.api.routes import admin, health, media, search, themes, users
+from metamedia.api.security import RequestGuard
 from metamedia.config import Settings
 from metamedia.observability.logs import configure as configure_logging
 from metamedia.observability.logs import request_id
@@ -107,8 +108,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description="Natural-language search over a media catalog: hybrid keyword + semantic.",
         lifespan=lifespan,
     )
+    config = runtime.settings if runtime is not None else (settings or Settings())
+    settings = config
     metrics = Metrics()
     app.state.metrics = metrics
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=config.max_body_bytes,
+        per_ip=config.rate_limit_per_ip,
+        per_key=config.rate_limit_per_key,
+    )
     configure_logging()
     _observe_requests(app, metrics)
     install_error_handlers(app)
@@ -117,4 +126,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(media.router)
     app.include_router(users.router)
     app.include_router(themes.router)
+    app.include_router(admin.router)
     return app

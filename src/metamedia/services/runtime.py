@@ -10,6 +10,7 @@ from threadpoolctl import threadpool_limits
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder, create_embedder
 from metamedia.errors import InvalidRequestError
+from metamedia.services.auth import KeyService
 from metamedia.services.catalog import CatalogService
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ingest import IngestService
@@ -20,6 +21,7 @@ from metamedia.services.training import ModelRegistry, ThemeService, TrainingSer
 from metamedia.services.users import UserService
 from metamedia.storage.model_files import ModelStore
 from metamedia.storage.sqlite import SQLiteRepository
+from metamedia.storage.sqlite_security import SQLiteAuditLog, SQLiteKeyRepository
 from metamedia.storage.sqlite_users import SQLiteUserRepository
 from metamedia.storage.vector_files import VectorFileStore
 
@@ -57,6 +59,7 @@ class Runtime:
     interactions: InteractionImporter
     training: TrainingService
     themes: ThemeService
+    keys: KeyService
 
     def train(self, tenant: str = "default") -> dict[str, Any]:
         """Fit the collaborative model and the themes for a tenant (`metamedia train`)."""
@@ -95,6 +98,8 @@ class Runtime:
         themes = ThemeService(registry, repo, indexes)
         users.on_erase(recommend.forget_user)
         importer = InteractionImporter(users)
+        bootstrap = settings.admin_key.get_secret_value() if settings.admin_key else None
+        keys = KeyService(SQLiteKeyRepository(repo.engine), SQLiteAuditLog(repo.engine), bootstrap)
         return cls(
             settings,
             repo,
@@ -108,6 +113,7 @@ class Runtime:
             importer,
             training,
             themes,
+            keys,
         )
 
     def stats(self) -> dict[str, Any]:

@@ -150,6 +150,31 @@ user_vectors = Table(
     Column("events", Integer, nullable=False),
 )
 
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    sqlite_autoincrement=True,
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("detail", Text, nullable=False, default="{}"),
+    sqlite_autoincrement=True,
+)
+
 FTS_DDL = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS media_fts USING fts5("
     "title, description, people, tags, genres, "

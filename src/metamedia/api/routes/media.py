@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
 from metamedia.api.deps import RuntimeDep, TenantDep, ViewerDep
+from metamedia.api.security import WriteKey
 from metamedia.errors import InvalidRequestError
 from metamedia.services.recommend import FeedItem
 
@@ -58,7 +59,12 @@ def get_media(
 
 @router.put("/{media_id:path}")
 def put_media(
-    media_id: str, body: dict[str, Any], runtime: RuntimeDep, tenant: TenantDep, response: Response
+    media_id: str,
+    body: dict[str, Any],
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    response: Response,
+    _key: WriteKey,
 ) -> dict[str, Any]:
     """Create or replace one item; 201 when it was new."""
     item, status = runtime.catalog.put(media_id, body, tenant)
@@ -68,14 +74,14 @@ def put_media(
 
 
 @router.delete("/{media_id:path}", status_code=204)
-def delete_media(media_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Response:
+def delete_media(media_id: str, runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey) -> Response:
     runtime.catalog.delete(media_id, tenant)
     return Response(status_code=204)
 
 
 @router.post("", response_model=BatchResponse)
 def upsert_batch(
-    body: Annotated[Any, Body()], runtime: RuntimeDep, tenant: TenantDep
+    body: Annotated[Any, Body()], runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey
 ) -> BatchResponse:
     """Batch upsert: `{"items": [...]}` or a bare list; bad items do not block good ones."""
     items = body.get("items") if isinstance(body, dict) else body

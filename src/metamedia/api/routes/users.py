@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel
 
 from metamedia.api.deps import RuntimeDep, TenantDep
+from metamedia.api.security import UserWriteKey, WriteKey
 from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
 from metamedia.errors import InvalidRequestError
 from metamedia.services.recommend import FeedPage
@@ -35,6 +36,7 @@ def put_user(
     user_id: str,
     runtime: RuntimeDep,
     tenant: TenantDep,
+    _key: UserWriteKey,
     body: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> UserOut:
     """Create a user (idempotent); `{"preferences": {...}}` sets preferences too."""
@@ -65,14 +67,22 @@ def get_preferences(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Pre
 
 @router.put("/{user_id}/preferences", response_model=Preferences)
 def put_preferences(
-    user_id: str, body: Annotated[dict[str, Any], Body()], runtime: RuntimeDep, tenant: TenantDep
+    user_id: str,
+    body: Annotated[dict[str, Any], Body()],
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    _key: UserWriteKey,
 ) -> Preferences:
     return runtime.users.set_preferences(tenant, user_id, body)
 
 
 @router.post("/{user_id}/interactions", response_model=InteractionsOut)
 def post_interactions(
-    user_id: str, body: Annotated[Any, Body()], runtime: RuntimeDep, tenant: TenantDep
+    user_id: str,
+    body: Annotated[Any, Body()],
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    _key: UserWriteKey,
 ) -> InteractionsOut:
     """`{"events": [{"item", "type", "value", "ts", "context"}]}`; per-event results."""
     events = body.get("events") if isinstance(body, dict) else None
@@ -124,13 +134,15 @@ def get_feed(
 
 
 @router.get("/{user_id}/export")
-def export_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> dict[str, Any]:
+def export_user(
+    user_id: str, runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey
+) -> dict[str, Any]:
     """Everything held about the user (GDPR access)."""
     return runtime.users.export(tenant, user_id)
 
 
 @router.delete("/{user_id}", status_code=204)
-def delete_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Response:
+def delete_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey) -> Response:
     """Erase the user from every store and cache (GDPR erasure)."""
     runtime.users.delete(tenant, user_id)
     return Response(status_code=204)

@@ -1,0 +1,120 @@
+"""API keys: minted once, stored as digests, checked per request.
+
+Keys are 32 random bytes, so a fast digest (SHA-256) is enough at rest: there is
+no dictionary to attack, and verification stays far under a millisecond. Verified
+digests are remembered briefly so a hot key costs no query; revocation therefore
+takes effect within `VERIFY_CACHE_S` in every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from metamedia.errors import InvalidRequestError, NotFoundError
+from metamedia.storage.memory_cache import TTLCache
+from metamedia.storage.sqlite_security import (
+    AuditEntry,
+    KeyRecord,
+    SQLiteAuditLog,
+    SQLiteKeyRepository,
+)
+
+SCOPES = frozenset({"read", "write", "admin"})
+VERIFY_CACHE_S = 5.0
+BOOTSTRAP_NAME = "bootstrap-admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id and name (never the key itself) and its scopes."""
+
+    key_id: int | None
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        # admin implies write implies read
+        ladder = {"read": 0, "write": 1, "admin": 2}
+        return any(ladder[s] >= ladder[scope] for s in self.scopes if s in ladder)
+
+    @property
+    def actor(self) -> str:
+        return self.name if self.key_id is None else f"{self.name}#{self.key_id}"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    record: KeyRecord
+    secret: str  # shown once to the operator, never stored
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class KeyService:
+    def __init__(
+        self, keys: SQLiteKeyRepository, audit: SQLiteAuditLog, bootstrap: str | None = None
+    ) -> None:
+        self.keys = keys
+        self.audit = audit
+        self._bootstrap = digest(bootstrap) if bootstrap else None
+        self._verified: TTLCache[Principal] = TTLCache(10_000, VERIFY_CACHE_S)
+
+    @property
+    def configured(self) -> bool:
+        """False until someone sets an admin key or creates one: writes are then refused."""
+        return self._bootstrap is not None or any(k.revoked_at is None for k in self.keys.all())
+
+    def create(self, name: str, scopes: list[str], actor: str = "cli") -> IssuedKey:
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise InvalidRequestError("key name must be 1-128 characters")
+        unknown = sorted(set(scopes) - SCOPES)
+        if unknown or not scopes:
+            raise InvalidRequestError(
+                f"scopes must be a non-empty subset of {sorted(SCOPES)}; unknown: {unknown}"
+            )
+        prefix = secrets.token_hex(4)
+        secret = f"mm_{prefix}_{secrets.token_urlsafe(32)}"
+        record = self.keys.add(name, prefix, digest(secret), frozenset(scopes))
+        self.audit.record(actor, "key.create", f"key#{record.pk}", {"name": name, "scopes": scopes})
+        return IssuedKey(record, secret)
+
+    def revoke(self, key_id: int, actor: str = "cli") -> None:
+        if not self.keys.revoke(key_id):
+            raise NotFoundError(f"no active API key with id {key_id}")
+        self._verified.clear()
+        self.audit.record(actor, "key.revoke", f"key#{key_id}", {})
+
+    def all(self) -> list[KeyRecord]:
+        return self.keys.all()
+
+    def verify(self, secret: str) -> Principal | None:
+        """The caller's principal, or None for an unknown or revoked key."""
+        if not secret or len(secret) > 256:
+            return None
+        hashed = digest(secret)
+        cached = self._verified.get(hashed)
+        if cached is not None:
+            return cached
+        principal: Principal | None = None
+        if self._bootstrap is not None and secrets.compare_digest(hashed, self._bootstrap):
+            principal = Principal(None, BOOTSTRAP_NAME, frozenset({"admin"}))
+        else:
+            record = self.keys.by_digest(hashed)
+            if record is not None and record.revoked_at is None:
+                principal = Principal(record.pk, record.name, record.scopes)
+        if principal is not None:
+            self._verified.set(hashed, principal)
+        return principal
+
+    def record(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> AuditEntry:
+        """Append to the audit log (flags, experiments, keys, cache clears)."""
+        return self.audit.record(actor, action, target, detail)
+
+    def history(self, limit: int = 100, action_prefix: str | None = None) -> list[AuditEntry]:
+        return self.audit.recent(limit, action_prefix)
