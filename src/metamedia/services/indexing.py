@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,14 @@ class VectorIndexReport:
         return not (self.missing or self.orphaned or self.stale)
 
 
+@dataclass(frozen=True)
+class CatalogChange:
+    """Items (primary keys) an outbox replay upserted or deleted."""
+
+    upserted: tuple[int, ...]
+    deleted: tuple[int, ...]
+
+
 class IndexManager:
     """Owns the live `VectorIndex` and its filter columns for one process."""
 
@@ -61,6 +70,12 @@ class IndexManager:
         self._watermark = 0
         self._saved_watermark = 0
         self._last_save = time.monotonic()
+        self._change_listeners: list[Callable[[CatalogChange], None]] = []
+
+    def on_change(self, listener: Callable[[CatalogChange], None]) -> None:
+        """Call `listener(change)` whenever a replay applies catalog changes, in any
+        process's writes. Runs under the index lock: listeners must only enqueue."""
+        self._change_listeners.append(listener)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -172,6 +187,9 @@ class IndexManager:
                     self._payload.append([row.attributes for row in rows])
                 self._watermark = changes[-1].seq
                 applied += len(changes)
+                touched = CatalogChange(tuple(upserts), tuple(deletes))
+                for listener in self._change_listeners:
+                    listener(touched)
             if applied:
                 self._maybe_compact()
                 if time.monotonic() - self._last_save > SAVE_EVERY_S:

@@ -34,6 +34,9 @@ SEEN_TYPES = frozenset({"view", "complete", "rate", "dislike", "skip"})
 POSITIVE_TYPES = frozenset({"like", "favorite", "complete", "share"})
 IMPRESSION_WINDOW_S = 86_400.0
 TRENDING_WINDOW_S = 7 * 86_400.0
+CANDIDATE_SOURCES = frozenset(
+    {"content", "popular", "trending", "fresh", "collaborative", "preference"}
+)
 FEED_DEPTH = 100  # five pages of twenty per snapshot
 POOL = 300
 CONTENT_POOL = 150  # ANN cost grows with k (efSearch >= 2k)
@@ -53,6 +56,7 @@ class FeedWeights:
     diversity: float = 0.10
     cold_start_diversity: float = 0.5  # with no history, breadth matters more than fit
     theme_cap: int = 4  # at most this many of one theme in any window of ten
+    sources: frozenset[str] = CANDIDATE_SOURCES
 
 
 class FeedItem(BaseModel):
@@ -69,9 +73,12 @@ class FeedPage(BaseModel):
 
 @dataclass
 class _Candidates:
+    enabled: frozenset[str]
     keys: dict[int, set[str]] = field(default_factory=dict)
 
     def add(self, keys: np.ndarray, source: str) -> None:
+        if source not in self.enabled:
+            return
         for key in keys.tolist():
             self.keys.setdefault(int(key), set()).add(source)
 
@@ -101,7 +108,15 @@ class RecommendService:
 
     # -- feed -----------------------------------------------------------------
 
-    def feed(self, tenant: str, user: str, limit: int = 20, cursor: str | None = None) -> FeedPage:
+    def feed(
+        self,
+        tenant: str,
+        user: str,
+        limit: int = 20,
+        cursor: str | None = None,
+        weights: FeedWeights | None = None,
+    ) -> FeedPage:
+        """One page of the user's feed; `weights` overrides the blend (experiment variants)."""
         if not 1 <= limit <= 100:
             raise InvalidRequestError(f"limit must be between 1 and 100, got {limit}")
         self.indexes.sync()
@@ -115,7 +130,7 @@ class RecommendService:
                 )
         else:
             snapshot_id, offset = secrets.token_hex(6), 0
-            ranked = self._rank(tenant, user)
+            ranked = self._rank(tenant, user, weights or self.weights)
             self._snapshots.set((tenant, user, snapshot_id), ranked)
         page = ranked[offset : offset + limit]
         items = self.media.get_many([key for key, _, _ in page])
@@ -128,7 +143,7 @@ class RecommendService:
         next_cursor = _encode_cursor(snapshot_id, end) if end < len(ranked) else None
         return FeedPage(items=out, next_cursor=next_cursor)
 
-    def _rank(self, tenant: str, user: str) -> list[tuple[int, float, list[str]]]:
+    def _rank(self, tenant: str, user: str, w: FeedWeights) -> list[tuple[int, float, list[str]]]:
         record = self.user_service.require(tenant, user)
         ctx = _Context(
             tenant=tenant,
@@ -142,7 +157,7 @@ class RecommendService:
             mask[pos] = False
         if not mask.any():
             return []
-        cands = self._candidates(ctx, mask)
+        cands = self._candidates(ctx, mask, w.sources)
         keys = sorted(cands.keys)
         vectors = self.indexes.vectors_of(keys)
         keys = [k for k in keys if k in vectors]
@@ -151,8 +166,7 @@ class RecommendService:
         matrix = np.vstack([vectors[k] for k in keys])
         positions = self.indexes.positions_of(keys)
         pos_arr = np.array([positions[k] for k in keys], dtype=np.int64)
-        score = self._score(ctx, keys, matrix, pos_arr)
-        w = self.weights
+        score = self._score(ctx, keys, matrix, pos_arr, w)
         best = np.argsort(-score, kind="stable")[: FEED_DEPTH * 2]
         personal = ctx.direction is not None or bool(ctx.collab)
         diversity = w.diversity if personal else w.cold_start_diversity
@@ -165,9 +179,9 @@ class RecommendService:
             for i in picked.tolist()
         ]
 
-    def _candidates(self, ctx: _Context, mask: np.ndarray) -> _Candidates:
+    def _candidates(self, ctx: _Context, mask: np.ndarray, sources: frozenset[str]) -> _Candidates:
         """Merge the candidate sources; each remembers which sources proposed an item."""
-        cands = _Candidates()
+        cands = _Candidates(sources)
         popularity = self.indexes.popularity()
         ctx.popularity = popularity
         if ctx.direction is not None:
@@ -193,10 +207,15 @@ class RecommendService:
         return cands
 
     def _score(
-        self, ctx: _Context, keys: list[int], matrix: FloatArray, pos_arr: np.ndarray
+        self,
+        ctx: _Context,
+        keys: list[int],
+        matrix: FloatArray,
+        pos_arr: np.ndarray,
+        w: FeedWeights,
     ) -> FloatArray:
         """Weighted blend of per-candidate features, each scaled to [0, 1] (or -1..1)."""
-        w, prefs = self.weights, ctx.prefs
+        prefs = ctx.prefs
         content = matrix @ ctx.direction if ctx.direction is not None else np.zeros(len(keys))
         pop = minmax(np.log1p(ctx.popularity[pos_arr]).astype(np.float32))
         trend = minmax(np.array([ctx.trending.get(k, 0) for k in keys], dtype=np.float32))

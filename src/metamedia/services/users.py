@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,6 +30,23 @@ MAX_EVENTS_PER_BATCH = 5000
 PREFERENCE_HALF_LIFE_S = 60 * 86_400.0
 
 
+@dataclass(frozen=True)
+class RecordedEvent:
+    item: str
+    media_pk: int
+    type: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """What changed for one user: new events (empty for a preference change)."""
+
+    tenant: str
+    user: str
+    events: tuple[RecordedEvent, ...]
+
+
 class UserService:
     def __init__(
         self,
@@ -40,10 +58,20 @@ class UserService:
         self.indexes = indexes
         self.model = model
         self._erase_listeners: list[Callable[[str, str], None]] = []
+        self._change_listeners: list[Callable[[UserChange], None]] = []
 
     def on_erase(self, listener: Callable[[str, str], None]) -> None:
         """Call `listener(tenant, user)` after a user is erased (caches holding user data)."""
         self._erase_listeners.append(listener)
+
+    def on_change(self, listener: Callable[[UserChange], None]) -> None:
+        """Call `listener(change)` after new events or preferences are stored (caches,
+        experiment outcomes, WebSocket pushes). Duplicates and rejects are not reported."""
+        self._change_listeners.append(listener)
+
+    def _changed(self, change: UserChange) -> None:
+        for listener in self._change_listeners:
+            listener(change)
 
     # -- profiles -------------------------------------------------------------
 
@@ -71,6 +99,7 @@ class UserService:
         except ValidationError as exc:
             raise InvalidRequestError(describe_validation_error(exc)) from exc
         self.users.set_preferences(record.pk, prefs.model_dump(mode="json"))
+        self._changed(UserChange(tenant, user, ()))
         return prefs
 
     # -- interactions ---------------------------------------------------------
@@ -101,6 +130,7 @@ class UserService:
                 continue
             parsed.append((index, event))
         known = self.users.media_pks(tenant, [e.item for _, e in parsed])
+        parsed_items = {index: event.item for index, event in parsed}
         rows: list[tuple[int, EventRow]] = []
         for index, event in parsed:
             found = known.get(event.item)
@@ -121,10 +151,15 @@ class UserService:
             learn=lambda fresh: self._learn(record.pk, fresh),
             model=self.model,
         )
-        for (index, _), is_new in zip(rows, inserted, strict=True):
+        fresh: list[RecordedEvent] = []
+        for (index, row), is_new in zip(rows, inserted, strict=True):
             results[index] = InteractionResult(
                 index=index, status="recorded" if is_new else "duplicate"
             )
+            if is_new:
+                fresh.append(RecordedEvent(parsed_items[index], row.media_pk, row.type, row.ts))
+        if fresh:
+            self._changed(UserChange(tenant, user, tuple(fresh)))
         return [results[i] for i in sorted(results)]
 
     def _learn(self, user_pk: int, events: list[EventRow]) -> VectorState:
