@@ -12,6 +12,7 @@ from metamedia.engine.embed import Embedder, create_embedder
 from metamedia.errors import InvalidRequestError
 from metamedia.services.auth import KeyService
 from metamedia.services.catalog import CatalogService
+from metamedia.services.discovery import DiscoveryService
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ingest import IngestService
 from metamedia.services.interaction_import import InteractionImporter
@@ -60,6 +61,7 @@ class Runtime:
     training: TrainingService
     themes: ThemeService
     keys: KeyService
+    discovery: DiscoveryService
 
     def train(self, tenant: str = "default") -> dict[str, Any]:
         """Fit the collaborative model and the themes for a tenant (`metamedia train`)."""
@@ -114,6 +116,7 @@ class Runtime:
             training,
             themes,
             keys,
+            DiscoveryService(search, recommend),
         )
 
     def stats(self) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def search_post(
     if "tenant" in body or "user" in body:
         raise InvalidRequestError("tenant and user come from the X-Tenant / X-User headers")
     return _observed(
-        request, runtime.search.search(_request({**body, "tenant": tenant, "user": viewer}))
+        request, runtime.discovery.search(_request({**body, "tenant": tenant, "user": viewer}))
     )
 
 
@@ -105,4 +105,4 @@ def search_get(
         )
     except ValidationError as exc:
         raise InvalidRequestError(describe_validation_error(exc)) from exc
-    return _observed(request, runtime.search.search(search_request))
+    return _observed(request, runtime.discovery.search(search_request))

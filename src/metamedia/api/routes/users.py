@@ -130,7 +130,7 @@ def get_feed(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> FeedPage:
     """The discovery feed; pass `next_cursor` back for the next page (no duplicates)."""
-    return runtime.recommend.feed(tenant, user_id, limit, cursor)
+    return runtime.discovery.feed(tenant, user_id, limit, cursor)
 
 
 @router.get("/{user_id}/export")
