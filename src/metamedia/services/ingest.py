@@ -24,6 +24,7 @@ from metamedia.engine.vectors import FloatArray
 from metamedia.errors import ValidationFailed
 from metamedia.formats.detect import open_catalog
 from metamedia.formats.records import RawRecord
+from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.services.validation import validate_item
 from metamedia.storage.base import MediaRepository, WriteStatus
@@ -95,8 +96,10 @@ class IngestService:
         embedder: Embedder,
         indexes: IndexManager,
         rejects_dir: Path,
+        caches: Caches,
         batch_size: int = 256,
     ) -> None:
+        self.caches = caches
         self.repo = repo
         self.embedder = embedder
         self.indexes = indexes
@@ -186,11 +189,22 @@ class IngestService:
         changed = self._changed(items)
         hashes = {item.content_hash(): item.embedding_text() for item in changed}
         known = self.repo.known_embeddings(self.embedder.name, list(hashes))
-        todo = [h for h in hashes if h not in known]
         vectors: dict[str, FloatArray] = {}
+        todo: list[str] = []
+        for h in hashes:
+            if h in known:
+                continue
+            # Encoded earlier in this process but not stored (a failed or retried write).
+            cached = self.caches.item_embedding.get((self.embedder.name, h))
+            if cached is None:
+                todo.append(h)
+            else:
+                vectors[h] = cached
         if todo:
             encoded = self.embedder.encode([hashes[h] for h in todo])
-            vectors = {h: encoded[i] for i, h in enumerate(todo)}
+            for i, h in enumerate(todo):
+                vectors[h] = encoded[i]
+                self.caches.item_embedding.set((self.embedder.name, h), encoded[i])
         statuses = self.repo.write_batch(items, vectors, self.embedder.name)
         if sync:
             self.indexes.sync()

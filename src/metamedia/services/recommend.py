@@ -22,11 +22,11 @@ from metamedia.engine.payload import MATURITY_LEVELS, AttributeFilter
 from metamedia.engine.rank import minmax, mmr
 from metamedia.engine.vectors import FloatArray, normalize
 from metamedia.errors import InvalidRequestError, NotFoundError
+from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.services.training import ModelRegistry
 from metamedia.services.users import UserService
 from metamedia.storage.base import MediaRepository
-from metamedia.storage.memory_cache import TTLCache
 from metamedia.storage.sqlite_users import EventRow, SQLiteUserRepository
 
 NOT_CONSUMED = frozenset({"dislike", "skip", "impression", "unfavorite"})
@@ -69,6 +69,7 @@ class FeedItem(BaseModel):
 class FeedPage(BaseModel):
     items: list[FeedItem]
     next_cursor: str | None
+    cached: bool = False
 
 
 @dataclass
@@ -90,6 +91,7 @@ class RecommendService:
         users: SQLiteUserRepository,
         user_service: UserService,
         indexes: IndexManager,
+        caches: Caches,
         registry: ModelRegistry | None = None,
         weights: FeedWeights | None = None,
     ) -> None:
@@ -99,12 +101,19 @@ class RecommendService:
         self.indexes = indexes
         self.registry = registry
         self.weights = weights or FeedWeights()
-        self._snapshots: TTLCache[list[tuple[int, float, list[str]]]] = TTLCache(10_000, 600.0)
+        self.caches = caches
 
     def forget_user(self, tenant: str, user: str) -> None:
-        """Drop a user's feed snapshots (erasure); pages already served stay stable otherwise."""
-        # The next un-cursored request rebuilds anyway; erasure must leave no ranked list.
-        self._snapshots.drop_where(lambda key: isinstance(key, tuple) and key[:2] == (tenant, user))
+        """Drop a user's cached pages and snapshots (erasure must leave no ranked list)."""
+        self.caches.feed.drop_where(lambda key: key[1:3] == (tenant, user))  # type: ignore[index]
+        self.caches.feed_snapshot.drop_where(lambda key: key[:2] == (tenant, user))  # type: ignore[index]
+
+    def user_changed(self, tenant: str, user: str) -> None:
+        """A new event or preference: the next first page is recomputed. Open cursors
+        keep paging their snapshot so a page turn never repeats or skips items."""
+        self.caches.feed.drop_where(
+            lambda key: key[0] == "page" and key[1:3] == (tenant, user)  # type: ignore[index]
+        )
 
     # -- feed -----------------------------------------------------------------
 
@@ -120,18 +129,33 @@ class RecommendService:
         if not 1 <= limit <= 100:
             raise InvalidRequestError(f"limit must be between 1 and 100, got {limit}")
         self.indexes.sync()
-        self.user_service.require(tenant, user)
+        record = self.user_service.require(tenant, user)
+        weights = weights or self.weights
+        page_key = ("page", tenant, user, record.updated_at, self.indexes.watermark, weights, limit)
+        if not cursor:
+            hit: FeedPage | None = self.caches.feed.get(page_key)
+            if hit is not None:
+                return FeedPage.model_copy(hit, update={"cached": True})
         if cursor:
             snapshot_id, offset = _decode_cursor(cursor)
-            ranked = self._snapshots.get((tenant, user, snapshot_id))
+            ranked = self.caches.feed_snapshot.get((tenant, user, snapshot_id))
             if ranked is None:
                 raise InvalidRequestError(
                     "the feed cursor has expired; request the first page again"
                 )
         else:
             snapshot_id, offset = secrets.token_hex(6), 0
-            ranked = self._rank(tenant, user, weights or self.weights)
-            self._snapshots.set((tenant, user, snapshot_id), ranked)
+            ranked = self._rank(tenant, user, weights)
+            self.caches.feed_snapshot.set((tenant, user, snapshot_id), ranked)
+        result = self._page(ranked, snapshot_id, offset, limit)
+        if not cursor:
+            self.caches.feed.set(page_key, result)
+            self.caches.govern_memory()
+        return result
+
+    def _page(
+        self, ranked: list[tuple[int, float, list[str]]], snapshot_id: str, offset: int, limit: int
+    ) -> FeedPage:
         page = ranked[offset : offset + limit]
         items = self.media.get_many([key for key, _, _ in page])
         out = [
@@ -149,7 +173,7 @@ class RecommendService:
             tenant=tenant,
             prefs=Preferences.model_validate(record.preferences),
             events=self.users.events(record.pk),
-            direction=self.user_service.preference_state(record.pk).direction(),
+            direction=self.user_service.preference_direction(record),
             now=time.time(),
         )
         mask = self.indexes.mask(_filter_for(tenant, user, ctx.prefs))
@@ -294,7 +318,7 @@ class RecommendService:
         if user is not None:
             record = self.user_service.require(tenant, user)
             excluded |= _seen(self.users.events(record.pk), time.time())
-            direction = self.user_service.preference_state(record.pk).direction()
+            direction = self.user_service.preference_direction(record)
             if direction is not None:
                 query = query + 0.3 * direction
         for p in self.indexes.positions_of(sorted(excluded)).values():

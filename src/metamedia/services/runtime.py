@@ -11,6 +11,7 @@ from metamedia.config import Settings
 from metamedia.engine.embed import Embedder, create_embedder
 from metamedia.errors import InvalidRequestError
 from metamedia.services.auth import KeyService
+from metamedia.services.caching import Caches
 from metamedia.services.catalog import CatalogService
 from metamedia.services.discovery import DiscoveryService
 from metamedia.services.indexing import IndexManager
@@ -62,6 +63,7 @@ class Runtime:
     themes: ThemeService
     keys: KeyService
     discovery: DiscoveryService
+    caches: Caches
 
     def train(self, tenant: str = "default") -> dict[str, Any]:
         """Fit the collaborative model and the themes for a tenant (`metamedia train`)."""
@@ -86,19 +88,21 @@ class Runtime:
         repo = SQLiteRepository(url)
         embedder = embedder or shared_embedder(settings)
         indexes = IndexManager(repo, VectorFileStore(settings.index_dir), embedder, settings)
+        caches = Caches(settings)
         ingest = IngestService(
-            repo, embedder, indexes, settings.rejects_dir, settings.ingest_batch_size
+            repo, embedder, indexes, settings.rejects_dir, caches, settings.ingest_batch_size
         )
-        search = SearchService(repo, embedder, indexes, settings)
+        search = SearchService(repo, embedder, indexes, settings, caches)
         catalog = CatalogService(repo, ingest, indexes)
         user_repo = SQLiteUserRepository(repo.engine)
-        users = UserService(user_repo, indexes, embedder.name)
+        users = UserService(user_repo, indexes, embedder.name, caches)
         models = ModelStore(settings.data_dir / "models")
         registry = ModelRegistry(models)
-        recommend = RecommendService(repo, user_repo, users, indexes, registry)
+        recommend = RecommendService(repo, user_repo, users, indexes, caches, registry)
         training = TrainingService(repo, user_repo, indexes, models)
         themes = ThemeService(registry, repo, indexes)
         users.on_erase(recommend.forget_user)
+        users.on_change(lambda change: recommend.user_changed(change.tenant, change.user))
         importer = InteractionImporter(users)
         bootstrap = settings.admin_key.get_secret_value() if settings.admin_key else None
         keys = KeyService(SQLiteKeyRepository(repo.engine), SQLiteAuditLog(repo.engine), bootstrap)
@@ -117,6 +121,7 @@ class Runtime:
             themes,
             keys,
             DiscoveryService(search, recommend),
+            caches,
         )
 
     def stats(self) -> dict[str, Any]:

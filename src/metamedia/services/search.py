@@ -25,9 +25,9 @@ from metamedia.engine.embed import Embedder
 from metamedia.engine.payload import AttributeFilter
 from metamedia.engine.rank import Fused, RankedList, reciprocal_rank_fusion, weighted_fusion
 from metamedia.engine.vectors import FloatArray
+from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.storage.base import KeywordHit, MediaRepository
-from metamedia.storage.memory_cache import TTLCache
 
 DESCRIPTION_PREVIEW_CHARS = 300
 
@@ -39,15 +39,14 @@ class SearchService:
         embedder: Embedder,
         indexes: IndexManager,
         settings: Settings,
+        caches: Caches,
     ) -> None:
         self.repo = repo
         self.embedder = embedder
         self.indexes = indexes
         self.settings = settings
         self._keyword_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword")
-        self.query_cache: TTLCache[FloatArray] = TTLCache(
-            settings.query_cache_size, settings.query_cache_ttl_s
-        )
+        self.caches = caches
 
     def default_fusion(self) -> FusionSettings:
         s = self.settings
@@ -60,16 +59,31 @@ class SearchService:
 
     def embed_query(self, query: str) -> FloatArray:
         key = (self.embedder.name, query)
-        cached = self.query_cache.get(key)
+        cached = self.caches.query_embedding.get(key)
         if cached is not None:
             return cached
         vector: FloatArray = self.embedder.encode([query])[0]
-        self.query_cache.set(key, vector)
+        self.caches.query_embedding.set(key, vector)
         return vector
 
     def search(self, request: SearchRequest) -> SearchResponse:
+        """Results for one request; a repeat within the TTL at the same catalog version
+        is served from the result cache (any catalog write changes the version)."""
         started = time.perf_counter()
         self.indexes.sync()
+        key = (self.indexes.watermark, request.model_dump_json())
+        hit: SearchResponse | None = self.caches.search.get(key)
+        if hit is not None:
+            took = (time.perf_counter() - started) * 1000
+            return SearchResponse.model_copy(
+                hit, update={"took_ms": took, "embedding_ms": 0.0, "cached": True}
+            )
+        response = self._search(request, started)
+        self.caches.search.set(key, response)
+        self.caches.govern_memory()
+        return response
+
+    def _search(self, request: SearchRequest, started: float) -> SearchResponse:
         fusion = request.fusion or self.default_fusion()
         pool = max(self.settings.candidate_pool, request.offset + request.limit)
         filters = request.filters

@@ -20,7 +20,9 @@ from metamedia.domain.users import (
     StoredInteraction,
 )
 from metamedia.engine.profile import PreferenceState, apply_event, signal_weight
+from metamedia.engine.vectors import FloatArray
 from metamedia.errors import InvalidRequestError, NotFoundError
+from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.services.validation import describe_validation_error
 from metamedia.storage.sqlite_users import EventRow, SQLiteUserRepository, UserRecord, VectorState
@@ -53,7 +55,9 @@ class UserService:
         users: SQLiteUserRepository,
         indexes: IndexManager,
         model: str,
+        caches: Caches,
     ) -> None:
+        self.caches = caches
         self.users = users
         self.indexes = indexes
         self.model = model
@@ -173,6 +177,18 @@ class UserService:
                 apply_event(state, vector, weight, event.ts, PREFERENCE_HALF_LIFE_S)
         return VectorState(state.vector, state.updated_at, state.events)
 
+    def preference_direction(self, record: UserRecord) -> FloatArray | None:
+        """The unit taste direction, cached per user version (any new event or
+        preference change makes a new version, in whichever process it happened)."""
+        key = (record.pk, record.updated_at)
+        cached = self.caches.preference_vector.get(key)
+        if cached is not None:
+            direction: FloatArray | None = cached[0]
+            return direction
+        direction = self.preference_state(record.pk).direction()
+        self.caches.preference_vector.set(key, (direction,))
+        return direction
+
     def preference_state(self, user_pk: int) -> PreferenceState:
         saved = self.users.load_vector(user_pk, self.model)
         if saved is not None and saved.vector.shape[0] == self.indexes.index.dim:
@@ -240,6 +256,7 @@ class UserService:
         """Erase the user from every store and cache (GDPR erasure)."""
         record = self.require(tenant, user)
         self.users.delete(record.pk)
+        self.caches.preference_vector.drop_where(lambda key: key[0] == record.pk)  # type: ignore[index]
         for listener in self._erase_listeners:
             listener(tenant, user)
 

@@ -28,6 +28,7 @@ class UserRecord:
     external_id: str
     preferences: dict[str, Any]
     created_at: float
+    updated_at: float = 0.0  # bumped by every stored event or preference change: a version
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,16 @@ class SQLiteUserRepository:
         with self.engine.connect() as conn:
             row = conn.execute(
                 text(
-                    "SELECT pk, preferences, created_at FROM users "
+                    "SELECT pk, preferences, created_at, updated_at FROM users "
                     "WHERE tenant = :t AND external_id = :e"
                 ),
                 {"t": tenant, "e": external_id},
             ).first()
         if row is None:
             return None
-        return UserRecord(int(row[0]), tenant, external_id, json.loads(row[1]), float(row[2]))
+        return UserRecord(
+            int(row[0]), tenant, external_id, json.loads(row[1]), float(row[2]), float(row[3])
+        )
 
     def ensure(self, tenant: str, external_id: str) -> UserRecord:
         now = time.time()
@@ -84,8 +87,9 @@ class SQLiteUserRepository:
             conn.execute(
                 users.update()
                 .where(users.c.pk == user_pk)
-                .values(preferences=json.dumps(preferences), updated_at=time.time())
+                .values(preferences=json.dumps(preferences))
             )
+            _bump_version(conn, user_pk)
 
     def delete(self, user_pk: int) -> None:
         """Remove the user and, by cascade and explicitly, everything held about them."""
@@ -176,6 +180,8 @@ class SQLiteUserRepository:
             state = learn(fresh_events) if learn is not None and fresh_events else None
             if state is not None:
                 self._save_vector(conn, user_pk, model, state)
+            if fresh_events:
+                _bump_version(conn, user_pk)
         return inserted
 
     @staticmethod
@@ -308,3 +314,12 @@ class SQLiteUserRepository:
                 "n": state.events,
             },
         )
+
+
+def _bump_version(conn: Any, user_pk: int) -> None:
+    """Move the user's version (updated_at) strictly forward, even within one clock tick:
+    caches key on it, so two changes must never share a version."""
+    conn.execute(
+        text("UPDATE users SET updated_at = MAX(:now, updated_at + 0.000001) WHERE pk = :u"),
+        {"now": time.time(), "u": user_pk},
+    )

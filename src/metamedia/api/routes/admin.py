@@ -81,3 +81,50 @@ def audit(
         AuditOut(id=e.pk, **{k: v for k, v in e.__dict__.items() if k != "pk"})
         for e in runtime.keys.history(limit, action)
     ]
+
+
+class CacheOut(BaseModel):
+    name: str
+    entries: int
+    bytes: int
+    hits: int
+    misses: int
+    hit_rate: float | None
+    evictions: int
+    expirations: int
+    ttl_s: float
+
+
+class CachesOut(BaseModel):
+    budget_bytes: int
+    bytes_in_use: int
+    cleanups: int
+    memory_cleanups: int
+    caches: list[CacheOut]
+
+
+@router.get("/caches", response_model=CachesOut)
+def caches(runtime: RuntimeDep, _admin: AdminKey) -> CachesOut:
+    """Every cache's size, hit rate and evictions against the shared byte budget."""
+    pool = runtime.caches.pool
+    rows = []
+    for s in runtime.caches.stats():
+        lookups = s.hits + s.misses
+        rows.append(
+            CacheOut(**s.__dict__, hit_rate=round(s.hits / lookups, 4) if lookups else None)
+        )
+    return CachesOut(
+        budget_bytes=pool.budget_bytes,
+        bytes_in_use=pool.bytes,
+        cleanups=pool.cleanups,
+        memory_cleanups=runtime.caches.memory_cleanups,
+        caches=rows,
+    )
+
+
+@router.post("/caches/clear")
+def clear_caches(runtime: RuntimeDep, admin: AdminKey) -> dict[str, int]:
+    """Empty every cache (answers are unchanged; the next requests recompute)."""
+    dropped = runtime.caches.clear()
+    runtime.keys.record(admin.actor, "cache.clear", "caches", {"entries": dropped})
+    return {"dropped": dropped}
