@@ -210,9 +210,9 @@ def test_gdpr_export_and_erasure_reach_every_store(
     }
     expired = client.get("/v1/users/gdpr/feed", params={"cursor": page["next_cursor"]})
     assert expired.status_code == 404  # the user is gone, and so are their cached pages
-    assert not any(
-        isinstance(k, tuple) and k[1] == "gdpr" for k in demo_runtime.recommend._snapshots._data
-    )
+    caches = demo_runtime.caches
+    assert not any("gdpr" in key for key in caches.feed_snapshot._data)
+    assert not any("gdpr" in key for key in caches.feed._data)
     assert client.get("/v1/users/gdpr/export").status_code == 404
 
 

@@ -8,9 +8,14 @@ takes effect within `VERIFY_CACHE_S` in every process.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 import secrets
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from metamedia.errors import InvalidRequestError, NotFoundError
@@ -55,12 +60,25 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class UserToken:
+    tenant: str
+    user: str
+    expires: float
+
+
 class KeyService:
     def __init__(
-        self, keys: SQLiteKeyRepository, audit: SQLiteAuditLog, bootstrap: str | None = None
+        self,
+        keys: SQLiteKeyRepository,
+        audit: SQLiteAuditLog,
+        bootstrap: str | None = None,
+        secret_file: Path | None = None,
     ) -> None:
         self.keys = keys
         self.audit = audit
+        self._secret_file = secret_file
+        self._signing_key: bytes | None = None
         self._bootstrap = digest(bootstrap) if bootstrap else None
         self._verified: TTLCache[Principal] = TTLCache(10_000, VERIFY_CACHE_S)
 
@@ -118,3 +136,49 @@ class KeyService:
 
     def history(self, limit: int = 100, action_prefix: str | None = None) -> list[AuditEntry]:
         return self.audit.recent(limit, action_prefix)
+
+    # -- user tokens ------------------------------------------------------------
+
+    def issue_user_token(self, tenant: str, user: str, ttl_s: float = 3600.0) -> str:
+        """A token that lets one end user's device open a live connection for that user
+        only; minted by a back end holding a write key, so devices never hold keys."""
+        claims = {"t": tenant, "u": user, "e": round(time.time() + ttl_s)}
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        return f"{payload}.{self._sign(payload)}"
+
+    def verify_user_token(self, token: str) -> UserToken | None:
+        payload, _, signature = token.partition(".")
+        if not payload or not hmac.compare_digest(signature, self._sign(payload)):
+            return None
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            parsed = UserToken(str(claims["t"]), str(claims["u"]), float(claims["e"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return parsed if parsed.expires > time.time() else None
+
+    def _sign(self, payload: str) -> str:
+        digest_bytes = hmac.new(self._key(), payload.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest_bytes).decode().rstrip("=")
+
+    def _key(self) -> bytes:
+        """The signing key: shared by every process on this data directory, made once."""
+        if self._signing_key is None:
+            if self._secret_file is None:
+                self._signing_key = secrets.token_bytes(32)
+            else:
+                self._signing_key = _load_or_create_secret(self._secret_file)
+        return self._signing_key
+
+
+def _load_or_create_secret(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = secrets.token_bytes(32)
+        try:
+            with open(path, "xb") as handle:  # another process may win the race
+                handle.write(fresh)
+            path.chmod(0o600)
+        except FileExistsError:
+            pass
+    return path.read_bytes()
