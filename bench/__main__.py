@@ -53,7 +53,23 @@ def _parser() -> argparse.ArgumentParser:
         "--ann-size", type=int, default=None, help="size of the large vector set (default 1M)"
     )
     _add_recommend(commands)
+    _add_service(commands)
     return parser
+
+
+def _add_service(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    service = commands.add_parser(
+        "service",
+        help="mixed search / feed / interaction load on the real server, caches cold and warm",
+        description="Measure the service under mixed load; writes service.md/.json.",
+    )
+    service.add_argument("--quick", action="store_true", help="600 requests per pass")
+    service.add_argument(
+        "--out", type=Path, default=BENCH_DIR / "results", help="output folder (bench/results)"
+    )
+    service.add_argument(
+        "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="cache folder (bench/.cache)"
+    )
 
 
 # -- `recommend` subcommand (bench/recommend_bench.py) ----------------------------
@@ -81,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import recommend_bench
 
         return recommend_bench.main(args)
+    if args.command == "service":
+        from bench import service_bench
+
+        return service_bench.main(args)
     from bench import report as report_mod
     from bench.search_bench import Options, Sizes, run
 

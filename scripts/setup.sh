@@ -12,3 +12,15 @@ if ! python -c "import torch" 2>/dev/null; then
   pip install --quiet "torch==2.13.0"
 fi
 pip install --quiet -e ".[dev]"
+# The web UI's browser tests drive Debian's chromium through Playwright (test tools
+# cannot download browsers here). Install it when missing and we may; otherwise
+# those tests skip and say why.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+      || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } \
+      || echo "setup: could not install chromium with apt-get; browser tests will be skipped" >&2
+  else
+    echo "setup: chromium is not installed (needs root and apt-get); browser tests will be skipped" >&2
+  fi
+fi

@@ -29,6 +29,7 @@ from metamedia.config import Settings
 from metamedia.domain import SearchRequest, SearchResponse, search_request_from_params
 from metamedia.errors import MetaMediaError
 from metamedia.formats.detect import detect_format
+from metamedia.services.demo_users import demo_users, load_demo_users
 from metamedia.services.ingest import IngestReport
 from metamedia.services.runtime import Runtime
 from metamedia.services.validation import describe_validation_error
@@ -251,6 +252,15 @@ def search(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the port; each holds its own model, index and "
+            "caches, and all follow the same database.",
+        ),
+    ] = 1,
     data_dir: DataDirOption = None,
 ) -> None:
     """Start the REST API (interactive docs at /docs)."""
@@ -262,8 +272,26 @@ def serve(
     if "METAMEDIA_EMBED_THREADS" not in os.environ:
         # Each request embeds one short query; parallelism comes from concurrent requests.
         settings = settings.model_copy(update={"embed_threads": 1})
-    console.print(f"Meta-Media-Search on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    console.print(
+        f"Meta-Media-Search on http://{host}:{port}  (web UI: http://{host}:{port}/, "
+        f"API docs: http://{host}:{port}/docs)"
+    )
+    # Our middleware writes one structured access line per request; uvicorn's own
+    # access log would only repeat it, unstructured.
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+        return
+    # Worker processes build their app from the environment: pass the settings there.
+    os.environ["METAMEDIA_DATA_DIR"] = str(settings.data_dir)
+    os.environ["METAMEDIA_EMBED_THREADS"] = str(settings.embed_threads or 1)
+    uvicorn.run(
+        "metamedia.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+    )
 
 
 @app.command()
@@ -281,11 +309,23 @@ def demo(
     with _session(settings.data_dir) as runtime:
         with resources.as_file(resources.files("metamedia.demo") / "catalog.jsonl") as catalog:
             report = runtime.ingest.ingest_path(catalog, "jsonl")
+        # Personas for the web feed page, then themes so they can be browsed.
+        personas = load_demo_users(runtime.users)
+        trained = runtime.train()
         response = runtime.search.search(SearchRequest(query="heist movie with a twist ending"))
     if as_json:
-        _print_json({"ingest": report.as_dict(), "search": response.model_dump(mode="json")})
+        _print_json(
+            {
+                "ingest": report.as_dict(),
+                "demo_users": personas.as_dict(),
+                "train": trained,
+                "search": response.model_dump(mode="json"),
+            }
+        )
     else:
         _render_ingest(report)
+        names = ", ".join(u.id for u in demo_users())
+        console.print(f"Demo users for the feed page: {names}")
         console.print('First search: [bold]"heist movie with a twist ending"[/]')
         render_results(response)
     if serve_api:

@@ -91,6 +91,32 @@ class Settings(BaseSettings):
     cache_ttl_feed_s: float = Field(default=180.0, ge=0)
     cache_ttl_preference_vector_s: float = Field(default=1800.0, ge=0)
     cache_ttl_item_embedding_s: float = Field(default=3600.0, ge=0)
+    memory_limit_mb: float = Field(
+        default=1024.0,
+        ge=0,
+        description="Process memory (RSS) whose high-water fraction makes the caches shed "
+        "entries; above the limit itself they are emptied. 0 disables the check.",
+    )
+
+    # -- alerts (seeds' thresholds), evaluated over a sliding window: GET /v1/admin/alerts
+    alert_window_s: float = Field(
+        default=300.0, gt=0, le=86_400, description="Sliding window the alert rules look at."
+    )
+    alert_min_samples: int = Field(
+        default=20,
+        ge=1,
+        description="Observations a traffic-fed rule needs in the window before it can fire "
+        "(fewer: state 'no_data'), so one slow request pages nobody.",
+    )
+    alert_feed_p95_s: float = Field(default=1.0, gt=0, description="Feed generation p95 limit.")
+    alert_memory_bytes: int = Field(default=1 << 30, ge=1, description="Process RSS limit.")
+    alert_cache_hit_rate_min: float = Field(
+        default=0.70, ge=0, le=1, description="Cache hit rate below this fires."
+    )
+    alert_db_query_s: float = Field(default=0.5, gt=0, description="DB statement p95 limit.")
+    alert_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Share of 5xx responses above this fires."
+    )
 
     # -- security
     admin_key: SecretStr | None = Field(
@@ -109,8 +135,51 @@ class Settings(BaseSettings):
     rate_limit_per_key: str = Field(
         default="12000/minute", description="Requests per API key (limits syntax)."
     )
+    # -- live updates (WebSocket /v1/ws)
+    ws_heartbeat_s: float = Field(default=15.0, gt=0, description="Server heartbeat period.")
+    ws_idle_timeout_s: float = Field(
+        default=60.0, gt=0, description="Close connections silent for this long."
+    )
+    ws_mailbox_size: int = Field(
+        default=64, ge=1, description="Messages queued per client before the oldest drop."
+    )
+    ws_send_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A client that takes longer to accept one message "
+        "is disconnected (its session stays resumable).",
+    )
+    ws_resume_s: float = Field(
+        default=60.0, ge=0, description="How long a dropped session's subscriptions wait."
+    )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest accepted request body."
+    )
+
+    # -- graphql: documents over these limits are refused before any resolver runs
+    graphql_max_depth: int = Field(
+        default=8, ge=1, le=64, description="Deepest nesting of fields in one GraphQL operation."
+    )
+    graphql_max_cost: int = Field(
+        default=5000,
+        ge=1,
+        description="Most a GraphQL operation may cost: each field counts once per value it "
+        "yields, multiplied by the `limit` of every list above it.",
+    )
+
+    # -- feature flags and experiments
+    experiments_file: Path | None = Field(
+        default=None,
+        description="TOML or JSON file of flags and experiments, synced into the database at "
+        "start-up (replaces the built-in set). Admin API edits win until a definition's "
+        "text in this file changes.",
+    )
+    experiments_refresh_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How often a process checks the definitions' version counter (one cheap "
+        "read); 0 = on every request. Bounds how late a kill switch reaches other processes.",
     )
 
     @field_validator("embed_backend")

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from metamedia import __version__
 from metamedia.api.errors import install_error_handlers
-from metamedia.api.routes import admin, health, media, search, themes, users
+from metamedia.api.graphql import graphql_router
+from metamedia.api.observing import RequestObserver
+from metamedia.api.routes import admin, alerts, health, media, search, themes, users, ws
+from metamedia.api.routes import experiments as experiment_routes
 from metamedia.api.security import RequestGuard
+from metamedia.api.web import install as install_web
 from metamedia.config import Settings
+from metamedia.observability.alerts import AlertEvaluator, AlertThresholds
 from metamedia.observability.logs import configure as configure_logging
-from metamedia.observability.logs import request_id
-from metamedia.observability.metrics import Metrics
+from metamedia.observability.metrics import Metrics, resident_bytes
+from metamedia.observability.sql import time_queries
 from metamedia.services.runtime import Runtime
 
 
@@ -32,56 +36,42 @@ def _warm_up(app: FastAPI, runtime: Runtime) -> None:
 def _gauges(runtime: Runtime) -> dict[str, float]:
     """Numbers read at scrape time."""
     indexes = runtime.indexes
-    cache = runtime.search.query_cache
+    pool = runtime.caches.pool
     return {
         "catalog_items": runtime.repo.count(),
         "index_vectors": len(indexes.index),
         "index_tombstones": indexes.index.tombstones,
         "outbox_lag": runtime.repo.last_change() - indexes.watermark,
-        "query_cache_entries": len(cache),
-        "query_cache_hits_total": cache.hits,
-        "query_cache_misses_total": cache.misses,
-        "query_cache_evictions_total": cache.evictions,
+        "cache_budget_bytes": pool.budget_bytes,
+        "cache_bytes_in_use": pool.bytes,
+        "cache_cleanups_total": pool.cleanups,
+        "cache_memory_cleanups_total": runtime.caches.memory_cleanups,
     }
 
 
-def _observe_requests(app: FastAPI, metrics: Metrics) -> None:
-    access = logging.getLogger("metamedia.access")
+def _alerts(settings: Settings, metrics: Metrics, runtime: Runtime) -> AlertEvaluator:
+    thresholds = AlertThresholds(
+        feed_p95_s=settings.alert_feed_p95_s,
+        memory_bytes=settings.alert_memory_bytes,
+        cache_hit_rate_min=settings.alert_cache_hit_rate_min,
+        db_query_p95_s=settings.alert_db_query_s,
+        error_rate=settings.alert_error_rate,
+        min_samples=settings.alert_min_samples,
+    )
+    # Cache hit rate over every named cache: (hits, misses) summed by the registry.
+    return AlertEvaluator(thresholds, metrics.window, runtime.caches.totals, resident_bytes)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if len(rid) > 128 or not rid.isprintable():
-            rid = uuid.uuid4().hex
-        token = request_id.set(rid)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["X-Request-ID"] = rid
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            route = request.scope.get("route")
-            # The route template, never the raw path: ids in paths are personal data.
-            template = getattr(route, "path", "unmatched")
-            metrics.requests.labels(template, request.method, str(status)).inc()
-            metrics.latency.labels(template, request.method).observe(elapsed)
-            access.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": request.method,
-                        "route": template,
-                        "status": status,
-                        "ms": round(elapsed * 1000, 2),
-                    }
-                },
-            )
-            request_id.reset(token)
+
+async def _follow_outbox(runtime: Runtime, every_s: float = 1.0) -> None:
+    """While live clients hold saved searches, replay other processes' catalog writes
+    (e.g. a CLI ingest) every second so matches are pushed without waiting for a request."""
+    while True:
+        await asyncio.sleep(every_s)
+        if any(s.searches for s in list(runtime.live.sessions.values())):
+            try:
+                await asyncio.to_thread(runtime.indexes.sync)
+            except Exception:  # the next tick retries; a request would surface the error
+                logging.getLogger(__name__).exception("outbox follow failed")
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -90,13 +80,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or Runtime.open(settings)
         app.state.runtime = rt
         metrics.watch(lambda: _gauges(rt))
+        metrics.watch_caches(rt.caches.stats)
+        app.state.alerts = _alerts(rt.settings, metrics, rt)
+        untime_queries = time_queries(rt.repo.engine, metrics)
         app.state.warm = False
         warmer = threading.Thread(target=_warm_up, args=(app, rt), daemon=True)
         warmer.start()
+        rt.live.attach(asyncio.get_running_loop())
+        follower = asyncio.create_task(_follow_outbox(rt))
         try:
             yield
         finally:
+            follower.cancel()
             warmer.join(timeout=60)
+            untime_queries()
             if runtime is None:
                 rt.close()
             else:
@@ -110,7 +107,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     config = runtime.settings if runtime is not None else (settings or Settings())
     settings = config
-    metrics = Metrics()
+    metrics = Metrics(window_s=config.alert_window_s)
     app.state.metrics = metrics
     app.add_middleware(
         RequestGuard,
@@ -119,7 +116,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         per_key=config.rate_limit_per_key,
     )
     configure_logging()
-    _observe_requests(app, metrics)
+    app.add_middleware(RequestObserver, metrics=metrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(search.router)
@@ -127,4 +124,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(users.router)
     app.include_router(themes.router)
     app.include_router(admin.router)
+    app.include_router(experiment_routes.router)
+    app.include_router(ws.router)
+    app.include_router(alerts.router)
+    app.include_router(graphql_router(config))
+    install_web(app)  # the web UI: /, /media/{id}, /feed, /themes, /admin, /static
     return app

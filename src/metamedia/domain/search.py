@@ -157,3 +157,10 @@ class SearchResponse(BaseModel):
         default=None, description="Items passing the filters (None when unfiltered)."
     )
     next_offset: int | None = None
+    cached: bool = Field(
+        default=False, description="Served from the search-result cache (same catalog version)."
+    )
+    experiments: dict[str, str] = Field(
+        default_factory=dict,
+        description="Experiment -> variant this response was ranked under (users only).",
+    )

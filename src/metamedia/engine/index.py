@@ -97,6 +97,10 @@ class VectorIndex:
         """Live keys in position order."""
         return self._keys[self._live]
 
+    def live_mask(self) -> BoolArray:
+        """A copy of the live flags by position: masks over positions also cover tombstones."""
+        return self._live.copy()
+
     def contains(self, key: int) -> bool:
         return int(key) in self._position
 

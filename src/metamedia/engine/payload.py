@@ -227,6 +227,12 @@ class PayloadColumns:
             return np.isin(self._language[: self._n], codes)
         raise ValueError(f"unknown label field {field!r}")
 
+    def labels(self, field: str) -> list[str]:
+        """Every value seen so far in `field` (type, genre, platform or language): the
+        options a filter form can offer. Values of removed items may linger; count them
+        against a mask before showing them."""
+        return list(self._vocab[field].codes)
+
     def _any_of(self, column: str, vocab: str, values: tuple[str, ...]) -> BoolArray:
         codes = self._vocab[vocab].lookup(values)
         if not codes:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from metamedia.domain.users import Preferences
 from metamedia.engine.collaborative import EaseModel
@@ -70,6 +70,9 @@ class FeedPage(BaseModel):
     items: list[FeedItem]
     next_cursor: str | None
     cached: bool = False
+    experiments: dict[str, str] = Field(
+        default_factory=dict, description="Experiment -> variant this page was ranked under."
+    )
 
 
 @dataclass

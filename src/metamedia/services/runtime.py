@@ -14,15 +14,18 @@ from metamedia.services.auth import KeyService
 from metamedia.services.caching import Caches
 from metamedia.services.catalog import CatalogService
 from metamedia.services.discovery import DiscoveryService
+from metamedia.services.experiments import ExperimentService
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ingest import IngestService
 from metamedia.services.interaction_import import InteractionImporter
+from metamedia.services.live import LiveHub
 from metamedia.services.recommend import RecommendService
 from metamedia.services.search import SearchService
 from metamedia.services.training import ModelRegistry, ThemeService, TrainingService
 from metamedia.services.users import UserService
 from metamedia.storage.model_files import ModelStore
 from metamedia.storage.sqlite import SQLiteRepository
+from metamedia.storage.sqlite_experiments import SQLiteExperimentRepository
 from metamedia.storage.sqlite_security import SQLiteAuditLog, SQLiteKeyRepository
 from metamedia.storage.sqlite_users import SQLiteUserRepository
 from metamedia.storage.vector_files import VectorFileStore
@@ -64,6 +67,8 @@ class Runtime:
     keys: KeyService
     discovery: DiscoveryService
     caches: Caches
+    live: LiveHub
+    experiments: ExperimentService
 
     def train(self, tenant: str = "default") -> dict[str, Any]:
         """Fit the collaborative model and the themes for a tenant (`metamedia train`)."""
@@ -105,7 +110,24 @@ class Runtime:
         users.on_change(lambda change: recommend.user_changed(change.tenant, change.user))
         importer = InteractionImporter(users)
         bootstrap = settings.admin_key.get_secret_value() if settings.admin_key else None
-        keys = KeyService(SQLiteKeyRepository(repo.engine), SQLiteAuditLog(repo.engine), bootstrap)
+        keys = KeyService(
+            SQLiteKeyRepository(repo.engine),
+            SQLiteAuditLog(repo.engine),
+            bootstrap,
+            settings.data_dir / "signing.key",
+        )
+        experiments = ExperimentService(
+            SQLiteExperimentRepository(repo.engine),
+            keys,
+            config_file=settings.experiments_file,
+            refresh_s=settings.experiments_refresh_s,
+        )
+        users.on_change(experiments.on_user_change)
+        users.on_erase(experiments.forget_user)
+        discovery = DiscoveryService(search, recommend, experiments)
+        live = LiveHub(discovery, repo, settings.ws_mailbox_size, settings.ws_resume_s)
+        users.on_change(live.user_changed)
+        indexes.on_change(live.catalog_changed)
         return cls(
             settings,
             repo,
@@ -120,8 +142,10 @@ class Runtime:
             training,
             themes,
             keys,
-            DiscoveryService(search, recommend),
+            discovery,
             caches,
+            live,
+            experiments=experiments,
         )
 
     def stats(self) -> dict[str, Any]:
@@ -146,6 +170,7 @@ class Runtime:
 
     def close(self) -> None:
         self.indexes.flush()
+        self.experiments.close()
         self.repo.close()
 
 

@@ -175,6 +175,44 @@ audit_log = Table(
     sqlite_autoincrement=True,
 )
 
+# Feature flags and experiments: definitions (a change bumps meta 'features_version'),
+# one exposure row per (experiment, user) with a count, per-user outcome counts.
+feature_definitions = Table(
+    "feature_definitions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("config_hash", String(64)),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+experiment_exposures = Table(
+    "experiment_exposures",
+    metadata,
+    Column("experiment", String(64), primary_key=True),
+    Column("tenant", String(64), primary_key=True),
+    Column("user_id", String(256), primary_key=True),
+    Column("variant", String(64), nullable=False),
+    Column("first_ts", Float, nullable=False),
+    Column("last_ts", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+)
+Index("ix_exposures_user", experiment_exposures.c.tenant, experiment_exposures.c.user_id)
+
+experiment_outcomes = Table(
+    "experiment_outcomes",
+    metadata,
+    Column("experiment", String(64), primary_key=True),
+    Column("tenant", String(64), primary_key=True),
+    Column("user_id", String(256), primary_key=True),
+    Column("type", String(16), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("first_ts", Float, nullable=False),
+)
+
 FTS_DDL = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS media_fts USING fts5("
     "title, description, people, tags, genres, "

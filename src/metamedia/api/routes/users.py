@@ -3,15 +3,17 @@ discovery feed, and GDPR export / erasure."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel
 
 from metamedia.api.deps import RuntimeDep, TenantDep
 from metamedia.api.security import UserWriteKey, WriteKey
 from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
 from metamedia.errors import InvalidRequestError
+from metamedia.observability.metrics import observe
 from metamedia.services.recommend import FeedPage
 from metamedia.storage.sqlite_users import UserRecord
 
@@ -123,6 +125,7 @@ def get_favorites(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> list[
 
 @router.get("/{user_id}/feed", response_model=FeedPage)
 def get_feed(
+    request: Request,
     user_id: str,
     runtime: RuntimeDep,
     tenant: TenantDep,
@@ -130,7 +133,28 @@ def get_feed(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> FeedPage:
     """The discovery feed; pass `next_cursor` back for the next page (no duplicates)."""
-    return runtime.discovery.feed(tenant, user_id, limit, cursor)
+    started = time.perf_counter()
+    page = runtime.discovery.feed(tenant, user_id, limit, cursor)
+    observe(request.app.state.metrics, "feed", time.perf_counter() - started)
+    return page
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_in: int
+
+
+@router.post("/{user_id}/token", response_model=TokenOut)
+def issue_token(
+    user_id: str,
+    runtime: RuntimeDep,
+    tenant: TenantDep,
+    _key: WriteKey,
+    ttl_s: Annotated[int, Query(ge=60, le=86_400)] = 3600,
+) -> TokenOut:
+    """A short-lived token for this user's device to open `/v1/ws` (it never holds a key)."""
+    runtime.users.require(tenant, user_id)
+    return TokenOut(token=runtime.keys.issue_user_token(tenant, user_id, ttl_s), expires_in=ttl_s)
 
 
 @router.get("/{user_id}/export")
