@@ -116,9 +116,7 @@ def test_an_ingest_by_another_process_reaches_saved_searches(
 def test_heartbeats_bad_messages_and_resume_after_a_dropped_connection(
     make_runtime: Any, demo_runtime: Any
 ) -> None:
-    runtime = make_runtime(
-        demo_runtime.settings.data_dir, ws_heartbeat_s=0.2, ws_idle_timeout_s=30
-    )
+    runtime = make_runtime(demo_runtime.settings.data_dir, ws_heartbeat_s=0.2, ws_idle_timeout_s=30)
     with TestClient(create_app(runtime=runtime), headers=ADMIN_HEADERS) as client:
         with client.websocket_connect("/v1/ws") as ws:
             ready = ws.receive_json()
@@ -194,9 +192,7 @@ def test_a_stalled_client_is_cut_off_without_delaying_others(make_runtime: Any) 
 
     async def scenario() -> tuple[_Peer, _Peer, bool]:
         slow, fast = _Peer(stalls=True), _Peer(stalls=False)
-        sessions = [
-            Session(name, "default", "k", None, Mailbox(64)) for name in ("slow", "fast")
-        ]
+        sessions = [Session(name, "default", "k", None, Mailbox(64)) for name in ("slow", "fast")]
         pumps = [
             asyncio.create_task(_pump(peer, session, runtime))  # type: ignore[arg-type]
             for peer, session in zip((slow, fast), sessions, strict=True)

@@ -22,6 +22,14 @@ def get_viewer(x_user: Annotated[str | None, Header(max_length=256)] = None) -> 
     return x_user or None
 
 
+def get_region(
+    x_region: Annotated[str | None, Header(max_length=8, pattern=r"^[A-Za-z]{2,3}$")] = None,
+) -> str | None:
+    """The viewer's region (ISO country code) for experiment targeting, e.g. from a CDN."""
+    return x_region.upper() if x_region else None
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 ViewerDep = Annotated[str | None, Depends(get_viewer)]
+RegionDep = Annotated[str | None, Depends(get_region)]

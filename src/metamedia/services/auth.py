@@ -161,6 +161,35 @@ class KeyService:
         digest_bytes = hmac.new(self._key(), payload.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest_bytes).decode().rstrip("=")
 
+    def derived_key(self, purpose: str) -> bytes:
+        """A secret for one purpose (CSRF tokens, web sessions), the same in every
+        process on this data directory, so several workers accept each other's tokens."""
+        return hmac.new(self._key(), purpose.encode(), hashlib.sha256).digest()
+
+    def seal(self, purpose: str, claims: dict[str, Any], ttl_s: float) -> str:
+        """A signed, expiring token carrying `claims` (readable, not secret)."""
+        body = {**claims, "exp": round(time.time() + ttl_s)}
+        payload = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+        mac = hmac.new(self.derived_key(purpose), payload.encode(), hashlib.sha256).digest()
+        return f"{payload}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+    def unseal(self, purpose: str, token: str | None) -> dict[str, Any] | None:
+        """The claims of a genuine, unexpired `seal` token, else None."""
+        if not token or len(token) > 2048:
+            return None
+        payload, _, signature = token.partition(".")
+        mac = hmac.new(self.derived_key(purpose), payload.encode(), hashlib.sha256).digest()
+        expected = base64.urlsafe_b64encode(mac).decode().rstrip("=")
+        if not payload or not hmac.compare_digest(signature, expected):
+            return None
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except ValueError:
+            return None
+        if not isinstance(claims, dict) or float(claims.get("exp", 0)) <= time.time():
+            return None
+        return claims
+
     def _key(self) -> bytes:
         """The signing key: shared by every process on this data directory, made once."""
         if self._signing_key is None:

@@ -21,7 +21,10 @@ Rules kept deliberately simple:
 
 from __future__ import annotations
 
+import time
+
 from metamedia.domain import SearchRequest, SearchResponse
+from metamedia.observability.metrics import observe_current
 from metamedia.services.experiments import ExperimentService, feed_weights, fusion_settings
 from metamedia.services.recommend import FeedPage, RecommendService
 from metamedia.services.search import SearchService
@@ -39,6 +42,17 @@ class DiscoveryService:
         self._experiments = experiments
 
     def search(self, request: SearchRequest, *, region: str | None = None) -> SearchResponse:
+        response = self._search_with_experiments(request, region)
+        # Timed here, not in an interface, so REST, GraphQL, WebSocket and the web UI
+        # all feed the same stage metrics and latency alerts.
+        observe_current("search", response.took_ms / 1000)
+        if response.embedding_ms:
+            observe_current("query_embedding", response.embedding_ms / 1000)
+        return response
+
+    def _search_with_experiments(
+        self, request: SearchRequest, region: str | None
+    ) -> SearchResponse:
         experiments = self._experiments
         if (
             experiments is None
@@ -65,6 +79,14 @@ class DiscoveryService:
         cursor: str | None = None,
         *,
         region: str | None = None,
+    ) -> FeedPage:
+        started = time.perf_counter()
+        page = self._feed_with_experiments(tenant, user, limit, cursor, region)
+        observe_current("feed", time.perf_counter() - started)
+        return page
+
+    def _feed_with_experiments(
+        self, tenant: str, user: str, limit: int, cursor: str | None, region: str | None
     ) -> FeedPage:
         experiments = self._experiments
         if experiments is None:

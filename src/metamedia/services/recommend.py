@@ -30,7 +30,8 @@ from metamedia.storage.base import MediaRepository
 from metamedia.storage.sqlite_users import EventRow, SQLiteUserRepository
 
 NOT_CONSUMED = frozenset({"dislike", "skip", "impression", "unfavorite"})
-SEEN_TYPES = frozenset({"view", "complete", "rate", "dislike", "skip"})
+# Anything the user already engaged with leaves the discovery feed (it shows new things).
+SEEN_TYPES = frozenset({"view", "complete", "rate", "dislike", "skip", "like", "favorite", "share"})
 POSITIVE_TYPES = frozenset({"like", "favorite", "complete", "share"})
 IMPRESSION_WINDOW_S = 86_400.0
 TRENDING_WINDOW_S = 7 * 86_400.0

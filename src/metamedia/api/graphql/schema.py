@@ -7,7 +7,6 @@ on the thread pool, convert the answer. Auth follows REST: catalog writes need a
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import strawberry
@@ -44,7 +43,6 @@ from metamedia.api.security import user_write_principal, write_principal
 from metamedia.config import Settings
 from metamedia.domain import SearchRequest
 from metamedia.errors import InvalidRequestError
-from metamedia.observability.metrics import observe
 from metamedia.services.validation import describe_validation_error
 
 MAX_CURSOR_CHARS = 200  # as REST's `cursor` query parameter
@@ -84,10 +82,6 @@ class Query:
         if fusion is not None:
             data["fusion"] = plain(fusion)
         response = await call(ctx.runtime.discovery.search, _search_request(data))
-        metrics = ctx.http_request.app.state.metrics
-        observe(metrics, "search", response.took_ms / 1000)
-        if response.embedding_ms:
-            observe(metrics, "query_embedding", response.embedding_ms / 1000)
         return SearchPage(
             results=[SearchResult.from_hit(h) for h in response.results],
             took_ms=response.took_ms,
@@ -121,10 +115,7 @@ class Query:
         if cursor is not None and len(cursor) > MAX_CURSOR_CHARS:
             raise InvalidRequestError(f"cursor is longer than {MAX_CURSOR_CHARS} characters")
         ctx = info.context
-        started = time.perf_counter()
         page = await call(ctx.runtime.discovery.feed, ctx.tenant, user, limit, cursor)
-        # The same stage timing REST records: the feed-latency alert reads it.
-        observe(ctx.http_request.app.state.metrics, "feed", time.perf_counter() - started)
         return FeedPage.from_model(page)
 
     @strawberry.field(description="A user profile with preferences, history and favorites.")

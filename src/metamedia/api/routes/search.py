@@ -7,10 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
-from metamedia.api.deps import RuntimeDep, TenantDep, ViewerDep
+from metamedia.api.deps import RegionDep, RuntimeDep, TenantDep, ViewerDep
 from metamedia.domain import SearchMode, SearchRequest, SearchResponse, search_request_from_params
 from metamedia.errors import InvalidRequestError
-from metamedia.observability.metrics import observe
 from metamedia.services.validation import describe_validation_error
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -38,28 +37,19 @@ def _request(data: dict[str, Any]) -> SearchRequest:
         raise InvalidRequestError(describe_validation_error(exc)) from exc
 
 
-def _observed(request: Request, response: SearchResponse) -> SearchResponse:
-    """Record the search's own stages; the middleware times the whole request."""
-    observe(request.app.state.metrics, "search", response.took_ms / 1000)
-    if response.embedding_ms:
-        observe(request.app.state.metrics, "query_embedding", response.embedding_ms / 1000)
-    return response
-
-
 @router.post("/search", response_model=SearchResponse)
 def search_post(
-    request: Request,
     body: dict[str, Any],
     runtime: RuntimeDep,
     tenant: TenantDep,
     viewer: ViewerDep,
+    region: RegionDep,
 ) -> SearchResponse:
     """Search with the full request body (mode, paging, filters, fusion weights)."""
     if "tenant" in body or "user" in body:
         raise InvalidRequestError("tenant and user come from the X-Tenant / X-User headers")
-    return _observed(
-        request, runtime.discovery.search(_request({**body, "tenant": tenant, "user": viewer}))
-    )
+    request = _request({**body, "tenant": tenant, "user": viewer})
+    return runtime.discovery.search(request, region=region)
 
 
 @router.get("/search", response_model=SearchResponse)
@@ -68,6 +58,7 @@ def search_get(
     runtime: RuntimeDep,
     tenant: TenantDep,
     viewer: ViewerDep,
+    region: RegionDep,
     q: Annotated[str | None, Query(description="The query text.")] = None,
     mode: SearchMode = "hybrid",
     limit: int = 10,
@@ -105,4 +96,4 @@ def search_get(
         )
     except ValidationError as exc:
         raise InvalidRequestError(describe_validation_error(exc)) from exc
-    return _observed(request, runtime.discovery.search(search_request))
+    return runtime.discovery.search(search_request, region=region)

@@ -3,17 +3,15 @@ discovery feed, and GDPR export / erasure."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel
 
-from metamedia.api.deps import RuntimeDep, TenantDep
+from metamedia.api.deps import RegionDep, RuntimeDep, TenantDep
 from metamedia.api.security import UserWriteKey, WriteKey
 from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
 from metamedia.errors import InvalidRequestError
-from metamedia.observability.metrics import observe
 from metamedia.services.recommend import FeedPage
 from metamedia.storage.sqlite_users import UserRecord
 
@@ -125,18 +123,15 @@ def get_favorites(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> list[
 
 @router.get("/{user_id}/feed", response_model=FeedPage)
 def get_feed(
-    request: Request,
     user_id: str,
     runtime: RuntimeDep,
     tenant: TenantDep,
+    region: RegionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> FeedPage:
     """The discovery feed; pass `next_cursor` back for the next page (no duplicates)."""
-    started = time.perf_counter()
-    page = runtime.discovery.feed(tenant, user_id, limit, cursor)
-    observe(request.app.state.metrics, "feed", time.perf_counter() - started)
-    return page
+    return runtime.discovery.feed(tenant, user_id, limit, cursor, region=region)
 
 
 class TokenOut(BaseModel):

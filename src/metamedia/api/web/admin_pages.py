@@ -2,17 +2,14 @@
 
 The key is typed once into a POST form, verified with `KeyService.verify` (it
 must hold the `admin` scope) and never stored, echoed, put in a URL or logged:
-the browser gets a random session id in an `HttpOnly`, `SameSite=Strict`
-cookie scoped to `/admin`, mapped in memory to the verified principal, with an
-idle expiry. Every admin POST also needs the CSRF token.
+the browser gets a signed, expiring session cookie (`HttpOnly`,
+`SameSite=Strict`, scoped to `/admin`) naming the verified key's id and scopes.
+Every admin POST also needs the CSRF token.
 """
 
 from __future__ import annotations
 
 import hmac
-import secrets
-import threading
-import time
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -36,66 +33,39 @@ router = APIRouter(include_in_schema=False)
 DASH = "\u2013"  # shown for "no value"
 
 SESSION_COOKIE = "mm_admin"
-SESSION_IDLE_S = 30 * 60.0
-SESSION_MAX = 1000
+SESSION_TTL_S = 30 * 60.0
+SESSION_PURPOSE = "web-admin-session"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-class AdminSessions:
-    """Random session ids -> verified principal, expiring after `idle_s` without use."""
+def open_session(request: Request, principal: Principal) -> str:
+    """A signed, expiring session cookie naming the verified key (never the key itself).
 
-    def __init__(self, idle_s: float = SESSION_IDLE_S, max_sessions: int = SESSION_MAX) -> None:
-        self.idle_s = idle_s
-        self.max_sessions = max_sessions
-        self._sessions: dict[str, tuple[Principal, float]] = {}
-        self._lock = threading.Lock()
-
-    def open(self, principal: Principal) -> str:
-        session_id = secrets.token_urlsafe(32)
-        now = time.monotonic()
-        with self._lock:
-            self._sessions = {k: v for k, v in self._sessions.items() if now - v[1] < self.idle_s}
-            if len(self._sessions) >= self.max_sessions:
-                oldest = min(self._sessions, key=lambda k: self._sessions[k][1])
-                del self._sessions[oldest]
-            self._sessions[session_id] = (principal, now)
-        return session_id
-
-    def get(self, session_id: str | None) -> Principal | None:
-        if not session_id:
-            return None
-        now = time.monotonic()
-        with self._lock:
-            found = self._sessions.get(session_id)
-            if found is None or now - found[1] >= self.idle_s:
-                self._sessions.pop(session_id, None)
-                return None
-            self._sessions[session_id] = (found[0], now)
-            return found[0]
-
-    def close(self, session_id: str | None) -> None:
-        with self._lock:
-            self._sessions.pop(session_id or "", None)
-
-
-def sessions_of(request: Request) -> AdminSessions:
-    state = web_state(request)
-    if state.admin_sessions is None:
-        state.admin_sessions = AdminSessions()
-    sessions: AdminSessions = state.admin_sessions
-    return sessions
+    Stateless, so every worker process accepts it; revoking the key ends it at once
+    (checked per request), and otherwise it lapses after `SESSION_TTL_S`.
+    """
+    claims = {"k": principal.key_id, "n": principal.name, "s": sorted(principal.scopes)}
+    return runtime_of(request).keys.seal(SESSION_PURPOSE, claims, SESSION_TTL_S)
 
 
 def admin_of(request: Request) -> Principal | None:
     """The signed-in operator, re-checked against the key store's scopes."""
-    principal = sessions_of(request).get(request.cookies.get(SESSION_COOKIE))
-    if principal is None or not principal.allows("admin"):
+    runtime = runtime_of(request)
+    claims = runtime.keys.unseal(SESSION_PURPOSE, request.cookies.get(SESSION_COOKIE))
+    if claims is None:
+        return None
+    key_id = claims.get("k")
+    principal = Principal(
+        key_id if isinstance(key_id, int) else None,
+        str(claims.get("n", "")),
+        frozenset(str(scope) for scope in claims.get("s", [])),
+    )
+    if not principal.allows("admin"):
         return None
     if principal.key_id is not None:
         # A key revoked after sign-in ends its sessions too.
-        active = {k.pk for k in runtime_of(request).keys.all() if k.revoked_at is None}
+        active = {k.pk for k in runtime.keys.all() if k.revoked_at is None}
         if principal.key_id not in active:
-            sessions_of(request).close(request.cookies.get(SESSION_COOKIE))
             return None
     return principal
 
@@ -136,7 +106,7 @@ def login(request: Request, key: Annotated[str, Form(max_length=256)] = "") -> R
     response = RedirectResponse("/admin", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        sessions_of(request).open(principal),
+        open_session(request, principal),
         httponly=True,
         samesite="strict",
         secure=secure_cookies(request),
@@ -147,7 +117,6 @@ def login(request: Request, key: Annotated[str, Form(max_length=256)] = "") -> R
 
 @router.post("/admin/logout", dependencies=[Depends(require_csrf)])
 def logout(request: Request) -> RedirectResponse:
-    sessions_of(request).close(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/admin")
     return response

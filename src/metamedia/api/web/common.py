@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -79,10 +79,10 @@ class WebError(Exception):
 
 @dataclass
 class WebState:
-    """Per-app secrets and sessions (held in memory: `metamedia serve` is one process)."""
+    """The web UI's signing secret: derived from the data directory's signing key on
+    first use, so every worker process of one deployment accepts the same tokens."""
 
-    csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    admin_sessions: Any = None  # AdminSessions, attached by the admin module
+    csrf_secret: bytes = b""
 
     def sign(self, nonce: str) -> str:
         return hmac.new(self.csrf_secret, nonce.encode(), hashlib.sha256).hexdigest()[:32]
@@ -100,6 +100,8 @@ class WebState:
 
 def web_state(request: Request) -> WebState:
     state: WebState = request.app.state.web
+    if not state.csrf_secret:
+        state.csrf_secret = runtime_of(request).keys.derived_key("web-csrf")
     return state
 
 
