@@ -66,7 +66,14 @@ def query_pool(long_chars: int = 200, short_words: int = 7) -> list[tuple[str, s
 class Server:
     """`metamedia serve` as a child process; stopped on exit even after errors."""
 
-    def __init__(self, data_dir: Path, log_path: Path, ready_timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        ready_timeout_s: float = 300.0,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.extra_args = extra_args
         self.data_dir = data_dir
         self.log_path = log_path
         self.ready_timeout_s = ready_timeout_s
@@ -77,7 +84,7 @@ class Server:
 
     def __enter__(self) -> Server:
         cmd = [sys.executable, "-m", "metamedia", "serve", "--host", HOST]
-        cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
+        cmd += ["--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra_args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -7,8 +7,9 @@ pool of real Reddit "tip of my tongue" texts with a Zipf-like popularity (a few
 queries are asked often, most rarely), the way a catalog's search log looks;
 feeds and interactions come from 200 users with preferences and a short
 history. Each client waits a random think time between requests (exponential,
-mean `think_ms`), so the load is an offered rate, not a saturation test; a
-separate no-think pass measures saturation throughput.
+mean `think_ms`, 1 s: a person reading results), so the load is an offered
+rate (about 40 requests/s), not a saturation test; a separate no-think pass
+measures saturation throughput.
 
 Passes, each bounded in requests and wall time, every one against a freshly
 started `metamedia serve` process on 127.0.0.1:
@@ -55,7 +56,7 @@ GENRES = ["drama", "comedy", "thriller", "horror", "science fiction", "romance",
 class Plan:
     clients: int = 50
     requests: int = 3000
-    think_ms: float = 250.0
+    think_ms: float = 1000.0
     users: int = 200
     distinct_queries: int = 150
     time_limit_s: float = 180.0

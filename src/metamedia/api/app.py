@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -30,6 +31,10 @@ def _warm_up(app: FastAPI, runtime: Runtime) -> None:
     """Load the index and the model before the first user query pays for it."""
     runtime.indexes.sync()
     runtime.search.embed_query("warm up")
+    # Everything loaded so far (model, index, payload) lives as long as the process:
+    # moving it out of the collector's sight keeps full collections short.
+    gc.collect()
+    gc.freeze()
     app.state.warm = True
 
 

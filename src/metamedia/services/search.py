@@ -25,6 +25,7 @@ from metamedia.engine.embed import Embedder
 from metamedia.engine.payload import AttributeFilter
 from metamedia.engine.rank import Fused, RankedList, reciprocal_rank_fusion, weighted_fusion
 from metamedia.engine.vectors import FloatArray
+from metamedia.services.batching import QueryBatcher
 from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.storage.base import KeywordHit, MediaRepository
@@ -47,6 +48,7 @@ class SearchService:
         self.settings = settings
         self._keyword_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword")
         self.caches = caches
+        self.batcher = QueryBatcher(embedder.encode)
 
     def default_fusion(self) -> FusionSettings:
         s = self.settings
@@ -62,7 +64,7 @@ class SearchService:
         cached = self.caches.query_embedding.get(key)
         if cached is not None:
             return cached
-        vector: FloatArray = self.embedder.encode([query])[0]
+        vector = self.batcher.encode_one(query)
         self.caches.query_embedding.set(key, vector)
         return vector
 

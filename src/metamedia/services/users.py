@@ -149,10 +149,13 @@ class UserService:
             rows.append(
                 (index, EventRow(found[0], event.type, event.value, event.ts or now, context))
             )
+        # Item vectors are read before the write transaction opens, so it never waits
+        # for the index lock while holding the database's write lock.
+        item_vectors = self.indexes.vectors_of([row.media_pk for _, row in rows])
         inserted = self.users.add_events(
             record.pk,
             [row for _, row in rows],
-            learn=lambda fresh: self._learn(record.pk, fresh),
+            learn=lambda fresh: self._learn(record.pk, fresh, item_vectors),
             model=self.model,
         )
         fresh: list[RecordedEvent] = []
@@ -166,10 +169,11 @@ class UserService:
             self._changed(UserChange(tenant, user, tuple(fresh)))
         return [results[i] for i in sorted(results)]
 
-    def _learn(self, user_pk: int, events: list[EventRow]) -> VectorState:
+    def _learn(
+        self, user_pk: int, events: list[EventRow], vectors: dict[int, FloatArray]
+    ) -> VectorState:
         """The preference vector after `events` (O(d) each), to be saved with them."""
         state = self.preference_state(user_pk)
-        vectors = self.indexes.vectors_of([e.media_pk for e in events])
         for event in events:
             vector = vectors.get(event.media_pk)
             if vector is not None:

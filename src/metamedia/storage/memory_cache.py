@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 V = TypeVar("V")
+SIZE_SAMPLE = 8
 
 
 class TTLCache(Generic[V]):
@@ -95,7 +96,13 @@ def estimate_bytes(value: object, _depth: int = 0) -> int:
             estimate_bytes(k, _depth + 1) + estimate_bytes(v, _depth + 1) for k, v in value.items()
         )
     if isinstance(value, list | tuple | set | frozenset):
-        return 56 + 8 * len(value) + sum(estimate_bytes(v, _depth + 1) for v in value)
+        n = len(value)
+        if n > SIZE_SAMPLE:
+            # Cached lists hold rows of one shape: a sample prices the rest.
+            head = list(value)[:SIZE_SAMPLE] if not isinstance(value, list) else value
+            sampled = sum(estimate_bytes(v, _depth + 1) for v in head[:SIZE_SAMPLE])
+            return 56 + 8 * n + sampled * n // SIZE_SAMPLE
+        return 56 + 8 * n + sum(estimate_bytes(v, _depth + 1) for v in value)
     fields = getattr(value, "__dict__", None)
     if fields is not None:
         return 64 + estimate_bytes(fields, _depth + 1)

@@ -26,6 +26,7 @@ from metamedia.storage.sqlite_schema import (
     interactions,
     meta,
     users,
+    write_transaction,
 )
 
 VERSION_KEY = "features_version"
@@ -108,7 +109,7 @@ class SQLiteExperimentRepository:
     def put(self, key: str, kind: str, body: dict[str, Any], actor: str) -> None:
         """Create or replace from the API; keeps the config hash (see `sync_config`)."""
         now = time.time()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             _bump(conn)
             stmt = sqlite_insert(feature_definitions).values(
                 key=key,
@@ -133,7 +134,7 @@ class SQLiteExperimentRepository:
             )
 
     def delete(self, key: str) -> bool:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             _bump(conn)
             done = conn.execute(delete(feature_definitions).where(feature_definitions.c.key == key))
         return bool(done.rowcount)
@@ -153,7 +154,7 @@ class SQLiteExperimentRepository:
         overridden: list[str] = []
         removed: list[str] = []
         now = time.time()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             _bump(conn)
             current = {
                 row.key: (row.source, row.config_hash)
@@ -217,7 +218,7 @@ class SQLiteExperimentRepository:
             last_ts=ts,
             count=1,
         )
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[
@@ -236,7 +237,7 @@ class SQLiteExperimentRepository:
         """(experiment, tenant, user, extra exposures, last ts) for rows that exist."""
         if not rows:
             return
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 text(
                     "UPDATE experiment_exposures SET count = count + :n, "
@@ -263,7 +264,7 @@ class SQLiteExperimentRepository:
         """(experiment, tenant, user, type, events, earliest ts) added to per-user counts."""
         if not rows:
             return
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for experiment, tenant, user, kind, count, ts in rows:
                 stmt = sqlite_insert(experiment_outcomes).values(
                     experiment=experiment,
@@ -337,12 +338,12 @@ class SQLiteExperimentRepository:
 
     def forget_user(self, tenant: str, user: str) -> None:
         """Erasure: no exposure or outcome of the user is kept."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for table in (experiment_exposures, experiment_outcomes):
                 conn.execute(delete(table).where(table.c.tenant == tenant, table.c.user_id == user))
 
     def forget_experiment(self, experiment: str) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for table in (experiment_exposures, experiment_outcomes):
                 conn.execute(delete(table).where(table.c.experiment == experiment))
 

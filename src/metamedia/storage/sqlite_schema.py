@@ -6,8 +6,12 @@ one metadata object and one engine per database file.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     Column,
@@ -25,7 +29,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 SCHEMA_VERSION = 1
 
@@ -220,11 +224,35 @@ FTS_DDL = (
 )
 
 
+_WRITE_LOCKS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that first queues behind this process's other writers.
+
+    SQLite admits one writer; the rest poll its busy handler with sleeps of up to
+    100 ms and no fairness, so under a burst of interactions some waited seconds.
+    A process lock hands the turn over in order and at once; the busy timeout is
+    left for writers in other processes.
+    """
+    with _LOCKS_GUARD:
+        lock = _WRITE_LOCKS.setdefault(engine, threading.RLock())
+    with lock, engine.begin() as conn:
+        yield conn
+
+
 def open_sqlite(url: str) -> Engine:
     """Engine for a SQLite URL with WAL and foreign keys on, schema created if new."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 60})
+    # The pool must outnumber the request threads (anyio's 40 plus background work):
+    # a write transaction may read through a second connection, and a pool that runs
+    # dry while writers wait for SQLite's lock deadlocks until the pool timeout.
+    engine = create_engine(
+        url, connect_args={"timeout": 60}, pool_size=16, max_overflow=80, pool_timeout=60
+    )
     event.listen(engine, "connect", _configure_connection)
     with engine.begin() as conn:
         metadata.create_all(conn)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
-from metamedia.storage.sqlite_schema import api_keys, audit_log
+from metamedia.storage.sqlite_schema import api_keys, audit_log, write_transaction
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class SQLiteKeyRepository:
 
     def add(self, name: str, prefix: str, digest: str, scopes: frozenset[str]) -> KeyRecord:
         now = time.time()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             pk = conn.execute(
                 insert(api_keys).values(
                     name=name,
@@ -63,7 +63,7 @@ class SQLiteKeyRepository:
         return [_key(row._mapping) for row in rows]
 
     def revoke(self, pk: int) -> bool:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             done = conn.execute(
                 update(api_keys)
                 .where(api_keys.c.pk == pk, api_keys.c.revoked_at.is_(None))
@@ -78,7 +78,7 @@ class SQLiteAuditLog:
 
     def record(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> AuditEntry:
         now = time.time()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             pk = conn.execute(
                 insert(audit_log).values(
                     ts=now,

@@ -18,7 +18,13 @@ import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from metamedia.storage.sqlite_schema import favorites, interactions, user_vectors, users
+from metamedia.storage.sqlite_schema import (
+    favorites,
+    interactions,
+    user_vectors,
+    users,
+    write_transaction,
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ class SQLiteUserRepository:
 
     def ensure(self, tenant: str, external_id: str) -> UserRecord:
         now = time.time()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 text(
                     "INSERT OR IGNORE INTO users(tenant, external_id, preferences, created_at, "
@@ -83,7 +89,7 @@ class SQLiteUserRepository:
         return record
 
     def set_preferences(self, user_pk: int, preferences: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 users.update()
                 .where(users.c.pk == user_pk)
@@ -93,7 +99,7 @@ class SQLiteUserRepository:
 
     def delete(self, user_pk: int) -> None:
         """Remove the user and, by cascade and explicitly, everything held about them."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for table in (interactions, favorites, user_vectors):
                 conn.execute(table.delete().where(table.c.user_pk == user_pk))
             conn.execute(users.delete().where(users.c.pk == user_pk))
@@ -156,7 +162,7 @@ class SQLiteUserRepository:
         behind, the interactions it was learned from.
         """
         inserted: list[bool] = []
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for event in events:
                 result = conn.execute(
                     text(
@@ -295,7 +301,7 @@ class SQLiteUserRepository:
         )
 
     def save_vector(self, user_pk: int, model: str, state: VectorState) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             self._save_vector(conn, user_pk, model, state)
 
     @staticmethod
