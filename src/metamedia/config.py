@@ -72,8 +72,6 @@ class Settings(BaseSettings):
         description="BLAS threads for request-sized math; more only slows concurrent requests.",
     )
     ingest_batch_size: int = Field(default=256, ge=1, le=100_000)
-    query_cache_size: int = Field(default=2048, ge=0)
-    query_cache_ttl_s: float = Field(default=300.0, ge=0)
 
     # -- caches (seeds: query 5 min, embeddings 1 h, recommendations 3 min, vectors 30 min)
     cache_budget_mb: float = Field(
