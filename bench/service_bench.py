@@ -135,6 +135,10 @@ async def _run_pass(
 
     async def session() -> None:
         conn = LeanConnection(host, int(port), HEADERS)
+        if result.think_ms > 0:
+            # Sessions arrive spread over one think time, as users do, instead of all 50
+            # firing their first request in the same millisecond.
+            await asyncio.sleep(rng.uniform(0, 2 * result.think_ms / 1000.0))
         try:
             while queue:
                 if time.perf_counter() > deadline:

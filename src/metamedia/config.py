@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     cache_ttl_feed_s: float = Field(default=180.0, ge=0)
     cache_ttl_preference_vector_s: float = Field(default=1800.0, ge=0)
     cache_ttl_item_embedding_s: float = Field(default=3600.0, ge=0)
+    feed_refresh: bool = Field(
+        default=True,
+        description="`serve` re-ranks a user's first feed page in the background right "
+        "after an interaction, so their next feed request is a cache hit.",
+    )
     memory_limit_mb: float = Field(
         default=1024.0,
         ge=0,

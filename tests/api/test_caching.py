@@ -3,6 +3,7 @@ whether the write came through this process or another one on the same data."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -45,8 +46,9 @@ def test_repeated_search_is_a_cache_hit_and_a_media_update_is_never_served_stale
 
 
 def test_an_interaction_or_preference_change_invalidates_that_users_feed_only(
-    client: TestClient,
+    client: TestClient, demo_runtime: Any
 ) -> None:
+    demo_runtime.refresher.stop()  # observe the invalidation itself, not the re-rank after it
     for user in ("ana", "ben"):
         client.put(f"/v1/users/{user}")
     first = client.get("/v1/users/ana/feed?limit=10").json()
@@ -65,6 +67,23 @@ def test_an_interaction_or_preference_change_invalidates_that_users_feed_only(
 
     client.put("/v1/users/ana/preferences", json={"liked_genres": ["documentary"]})
     assert not client.get("/v1/users/ana/feed?limit=10").json()["cached"]
+
+
+def test_after_an_interaction_the_feed_is_re_ranked_in_the_background(
+    client: TestClient, demo_runtime: Any
+) -> None:
+    client.put("/v1/users/dee")
+    first = client.get("/v1/users/dee/feed").json()
+    disliked = first["items"][0]["id"]
+    done = demo_runtime.refresher.refreshed
+    client.post("/v1/users/dee/interactions", json={"events": [{"item": disliked, "type": "skip"}]})
+    deadline = time.monotonic() + 30
+    while demo_runtime.refresher.refreshed == done and time.monotonic() < deadline:
+        time.sleep(0.02)
+    after = client.get("/v1/users/dee/feed").json()
+    assert after["cached"]  # ranked before it was asked for
+    assert disliked not in [item["id"] for item in after["items"]]  # and already fresh
+    assert len(after["items"]) == 20
 
 
 def test_writes_from_another_process_are_seen_despite_caches(

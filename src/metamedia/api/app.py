@@ -97,11 +97,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         warmer = threading.Thread(target=_warm_up, args=(app, rt), daemon=True)
         warmer.start()
         rt.live.attach(asyncio.get_running_loop())
+        if rt.settings.feed_refresh:
+            rt.refresher.start()
         follower = asyncio.create_task(_follow_outbox(rt))
         try:
             yield
         finally:
             follower.cancel()
+            rt.refresher.stop()
             warmer.join(timeout=60)
             untime_queries()
             if runtime is None:

@@ -79,14 +79,22 @@ class DiscoveryService:
         cursor: str | None = None,
         *,
         region: str | None = None,
+        expose: bool = True,
     ) -> FeedPage:
+        """`expose=False` ranks without counting an experiment exposure (precomputes)."""
         started = time.perf_counter()
-        page = self._feed_with_experiments(tenant, user, limit, cursor, region)
+        page = self._feed_with_experiments(tenant, user, limit, cursor, region, expose)
         observe_current("feed", time.perf_counter() - started)
         return page
 
     def _feed_with_experiments(
-        self, tenant: str, user: str, limit: int, cursor: str | None, region: str | None
+        self,
+        tenant: str,
+        user: str,
+        limit: int,
+        cursor: str | None,
+        region: str | None,
+        expose: bool,
     ) -> FeedPage:
         experiments = self._experiments
         if experiments is None:
@@ -96,7 +104,8 @@ class DiscoveryService:
             feed_weights(self._recommend.weights, treatment.params) if treatment.params else None
         )
         page = self._recommend.feed(tenant, user, limit, cursor, weights=weights)
-        experiments.expose(treatment)
+        if expose:
+            experiments.expose(treatment)
         if not treatment.assignments:
             return page
         return page.model_copy(update={"experiments": dict(treatment.assignments)})

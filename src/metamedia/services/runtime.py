@@ -20,6 +20,7 @@ from metamedia.services.ingest import IngestService
 from metamedia.services.interaction_import import InteractionImporter
 from metamedia.services.live import LiveHub
 from metamedia.services.recommend import RecommendService
+from metamedia.services.refresh import FeedRefresher
 from metamedia.services.search import SearchService
 from metamedia.services.training import ModelRegistry, ThemeService, TrainingService
 from metamedia.services.users import UserService
@@ -68,6 +69,7 @@ class Runtime:
     discovery: DiscoveryService
     caches: Caches
     live: LiveHub
+    refresher: FeedRefresher
     experiments: ExperimentService
 
     def train(self, tenant: str = "default") -> dict[str, Any]:
@@ -127,6 +129,8 @@ class Runtime:
         discovery = DiscoveryService(search, recommend, experiments)
         live = LiveHub(discovery, repo, settings.ws_mailbox_size, settings.ws_resume_s)
         users.on_change(live.user_changed)
+        refresher = FeedRefresher(discovery)
+        users.on_change(refresher.user_changed)
         indexes.on_change(live.catalog_changed)
         return cls(
             settings,
@@ -145,6 +149,7 @@ class Runtime:
             discovery,
             caches,
             live,
+            refresher,
             experiments=experiments,
         )
 
@@ -169,6 +174,7 @@ class Runtime:
         }
 
     def close(self) -> None:
+        self.refresher.stop()
         self.indexes.flush()
         self.experiments.close()
         self.repo.close()
