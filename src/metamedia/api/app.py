@@ -37,8 +37,7 @@ def _warm_up(app: FastAPI, runtime: Runtime) -> None:
     gc.collect()
     gc.freeze()
     # Cached answers take ~1 ms of Python; a feed being ranked holds the GIL for tens.
-    # Switching threads every 1 ms (not 5) shortens a cached answer's wait behind it
-    # (bench/results/service.md: warm search p99 118 ms vs 141-171 ms without; noisy).
+    # Switching threads every 1 ms (not 5) shortens a cached answer's wait behind it.
     sys.setswitchinterval(0.001)
     app.state.warm = True
 
