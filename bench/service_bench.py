@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 
@@ -224,32 +225,15 @@ def _server_env(cache_budget_mb: float | None) -> dict[str, str]:
     return env
 
 
-class _Env:
-    """Set environment variables for a child server, restoring them afterwards."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-        self.saved: dict[str, str | None] = {}
-
-    def __enter__(self) -> None:
-        for key, value in self.values.items():
-            self.saved[key] = os.environ.get(key)
-            os.environ[key] = value
-
-    def __exit__(self, *_: object) -> None:
-        for key, value in self.saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run(plan: Plan, cache_dir: Path, work: Path) -> dict[str, Any]:
     source, label = catalog_source(cache_dir)
     data_dir = work / "catalog"
     shutil.copytree(source, data_dir, ignore=shutil.ignore_patterns("*.json", "rejects"))
     passes: list[dict[str, Any]] = []
-    with _Env(_server_env(None)), Server(data_dir, work / "server.log") as server:
+    with (
+        mock.patch.dict(os.environ, _server_env(None)),
+        Server(data_dir, work / "server.log") as server,
+    ):
         ids = prepare_users(server.base_url, plan)
         workload = build_workload(plan, ids)
         passes.append(run_pass(server, "cold caches", workload, plan, plan.think_ms, 1))
@@ -257,7 +241,10 @@ def run(plan: Plan, cache_dir: Path, work: Path) -> dict[str, Any]:
         passes.append(run_pass(server, "warm caches", replay, plan, plan.think_ms, 2))
         saturation = build_workload(plan, ids)
         passes.append(run_pass(server, "warm, no think time", saturation, plan, 0.0, 3))
-    with _Env(_server_env(0)), Server(data_dir, work / "server-nocache.log") as server:
+    with (
+        mock.patch.dict(os.environ, _server_env(0)),
+        Server(data_dir, work / "server-nocache.log") as server,
+    ):
         # A run-through first so the model and index are as warm as in the warm pass.
         run_pass(server, "baseline warm-up", build_workload(plan, ids), plan, plan.think_ms, 4)
         passes.append(

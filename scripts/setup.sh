@@ -14,13 +14,13 @@ fi
 pip install --quiet -e ".[dev]"
 # The web UI's browser tests drive Debian's chromium through Playwright (test tools
 # cannot download browsers here). Install it when missing and we may; otherwise
-# those tests skip and say why.
+# those tests fail and say how to install it.
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
       || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } \
-      || echo "setup: could not install chromium with apt-get; browser tests will be skipped" >&2
+      || echo "setup: could not install chromium with apt-get; the browser tests will fail" >&2
   else
-    echo "setup: chromium is not installed (needs root and apt-get); browser tests will be skipped" >&2
+    echo "setup: chromium is not installed (needs root and apt-get); the browser tests will fail" >&2
   fi
 fi

@@ -87,7 +87,7 @@ def test_request_id_is_returned_and_logged(client: TestClient) -> None:
     assert echoed.headers["X-Request-ID"] == "abc-123"
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[-1]["route"] == "/v1/media/{media_id:path}" and lines[-1]["status"] == 404
-    assert lines[-1]["request_id"] == "abc-123" and lines[-1]["ms"] > 0
+    assert lines[-1]["request_id"] == "abc-123" and "ms" in lines[-1]
     assert "mm-0164" not in stream.getvalue(), "ids in paths stay out of the logs"
 
 

@@ -30,6 +30,7 @@ from metamedia.storage.sqlite_security import (
 SCOPES = frozenset({"read", "write", "admin"})
 VERIFY_CACHE_S = 5.0
 BOOTSTRAP_NAME = "bootstrap-admin"
+USER_TOKEN = "user-token"
 
 
 @dataclass(frozen=True)
@@ -142,24 +143,15 @@ class KeyService:
     def issue_user_token(self, tenant: str, user: str, ttl_s: float = 3600.0) -> str:
         """A token that lets one end user's device open a live connection for that user
         only; minted by a back end holding a write key, so devices never hold keys."""
-        claims = {"t": tenant, "u": user, "e": round(time.time() + ttl_s)}
-        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-        return f"{payload}.{self._sign(payload)}"
+        return self.seal(USER_TOKEN, {"t": tenant, "u": user}, ttl_s)
 
     def verify_user_token(self, token: str) -> UserToken | None:
-        payload, _, signature = token.partition(".")
-        if not payload or not hmac.compare_digest(signature, self._sign(payload)):
+        claims = self.unseal(USER_TOKEN, token)
+        if claims is None or not isinstance(claims.get("t"), str):
             return None
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            parsed = UserToken(str(claims["t"]), str(claims["u"]), float(claims["e"]))
-        except (ValueError, KeyError, TypeError):
+        if not isinstance(claims.get("u"), str):
             return None
-        return parsed if parsed.expires > time.time() else None
-
-    def _sign(self, payload: str) -> str:
-        digest_bytes = hmac.new(self._key(), payload.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest_bytes).decode().rstrip("=")
+        return UserToken(claims["t"], claims["u"], float(claims["exp"]))
 
     def derived_key(self, purpose: str) -> bytes:
         """A secret for one purpose (CSRF tokens, web sessions), the same in every

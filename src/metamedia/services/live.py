@@ -13,7 +13,6 @@ oldest are dropped and counted, so one slow client costs only itself.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import secrets
 import time
@@ -102,7 +101,6 @@ class LiveHub:
         self.sessions: dict[str, Session] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.pushed = itertools.count()
 
     # -- wiring -----------------------------------------------------------------
 
@@ -191,7 +189,6 @@ class LiveHub:
                 continue
             for session in sessions:
                 session.mailbox.put(message, coalesce_key=f"feed:{user}")
-                next(self.pushed)
 
     async def _match_searches(self, upserted: tuple[int, ...]) -> None:
         fresh = set(upserted)
@@ -221,7 +218,6 @@ class LiveHub:
                 continue
             for session, sub_id in members:
                 session.mailbox.put({"type": "search_match", "id": sub_id, "items": matches})
-                next(self.pushed)
 
     def _ids_of(self, pks: set[int]) -> dict[str, set[str]]:
         by_tenant: dict[str, set[str]] = {}

@@ -111,26 +111,12 @@ class SQLiteExperimentRepository:
         now = time.time()
         with write_transaction(self.engine) as conn:
             _bump(conn)
-            stmt = sqlite_insert(feature_definitions).values(
-                key=key,
-                kind=kind,
-                body=_dump(body),
-                source="api",
-                config_hash=None,
-                updated_at=now,
-                updated_by=actor,
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[feature_definitions.c.key],
-                    set_={
-                        "kind": stmt.excluded.kind,
-                        "body": stmt.excluded.body,
-                        "source": stmt.excluded.source,
-                        "updated_at": stmt.excluded.updated_at,
-                        "updated_by": stmt.excluded.updated_by,
-                    },
-                )
+            _upsert(
+                conn,
+                {"key": key, "kind": kind, "body": _dump(body), "source": "api"},
+                now,
+                actor,
+                keep=("config_hash",),
             )
 
     def delete(self, key: str) -> bool:
@@ -170,31 +156,14 @@ class SQLiteExperimentRepository:
                 if key in current and current[key][1] == entry.config_hash:
                     continue
                 (overridden if key in current else inserted).append(key)
-                stmt = sqlite_insert(feature_definitions).values(
-                    key=key,
-                    kind=entry.kind,
-                    body=_dump(entry.body),
-                    source="config",
-                    config_hash=entry.config_hash,
-                    updated_at=now,
-                    updated_by=actor,
-                )
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[feature_definitions.c.key],
-                        set_={
-                            c: stmt.excluded[c]
-                            for c in (
-                                "kind",
-                                "body",
-                                "source",
-                                "config_hash",
-                                "updated_at",
-                                "updated_by",
-                            )
-                        },
-                    )
-                )
+                values = {
+                    "key": key,
+                    "kind": entry.kind,
+                    "body": _dump(entry.body),
+                    "source": "config",
+                    "config_hash": entry.config_hash,
+                }
+                _upsert(conn, values, now, actor)
             for key, (source, _) in current.items():
                 if source == "config" and key not in wanted:
                     removed.append(key)
@@ -395,4 +364,19 @@ def _definition(row: Any) -> DefinitionRow:
         config_hash=row["config_hash"],
         updated_at=row["updated_at"],
         updated_by=row["updated_by"],
+    )
+
+
+def _upsert(
+    conn: Any, values: dict[str, Any], now: float, actor: str, keep: tuple[str, ...] = ()
+) -> None:
+    """Insert a definition or overwrite every column of the stored one except `keep`."""
+    row = {"config_hash": None, **values, "updated_at": now, "updated_by": actor}
+    stmt = sqlite_insert(feature_definitions).values(**row)
+    changed = [c for c in row if c not in ("key", *keep)]
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[feature_definitions.c.key],
+            set_={c: stmt.excluded[c] for c in changed},
+        )
     )

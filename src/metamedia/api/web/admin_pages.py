@@ -10,7 +10,7 @@ Every admin POST also needs the CSRF token.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -153,9 +153,7 @@ def _variant_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def experiments_panel(request: Request) -> dict[str, Any]:
     """Flags, experiments with their per-variant reports, for the dashboard."""
-    service = getattr(runtime_of(request), "experiments", None)
-    if service is None:
-        return {"available": False, "flags": [], "experiments": [], "any_enabled": False}
+    service = runtime_of(request).experiments
     flags = [
         {
             "key": f.key,
@@ -180,7 +178,6 @@ def experiments_panel(request: Request) -> dict[str, Any]:
             }
         )
     return {
-        "available": True,
         "flags": flags,
         "experiments": experiments,
         "any_enabled": any(f["enabled"] for f in flags) or any(e["enabled"] for e in experiments),
@@ -202,7 +199,7 @@ def dashboard(request: Request) -> Response:
         "principal": principal,
         "stats": stats,
         "metrics": metrics_summary(getattr(request.app.state, "metrics", None)),
-        "alerts": alerts_summary(getattr(request.app.state, "alerts", None)),
+        "alerts": alerts_summary(request.app.state.alerts),
         "experiments": experiments_panel(request),
         "flash": _flash(request),
         "readable": readable,
@@ -224,23 +221,12 @@ def _flash(request: Request) -> str | None:
     return None
 
 
-def _experiment_service(request: Request) -> Any:
-    service = getattr(runtime_of(request), "experiments", None)
-    if service is None:
-        raise WebError(
-            503,
-            "Experiments are not available",
-            "This build has no experiments service, so there is nothing to switch.",
-        )
-    return service
-
-
 @router.post("/admin/kill-switch", dependencies=[Depends(require_csrf)])
 def kill_switch(request: Request) -> RedirectResponse:
     """Turn every enabled flag and experiment off at once: everyone ranks as control
     from the next request (each change is audited under the operator's key)."""
     principal = require_admin(request)
-    service = _experiment_service(request)
+    service = runtime_of(request).experiments
     switched = []
     for flag in service.flags():
         if flag.enabled:
@@ -263,11 +249,12 @@ def toggle(
 ) -> RedirectResponse:
     """Switch one flag or experiment on or off."""
     principal = require_admin(request)
-    service = _experiment_service(request)
+    service = runtime_of(request).experiments
     if kind not in ("flag", "experiment") or enabled not in ("on", "off"):
         raise WebError(422, "Unknown change", "kind must be flag or experiment, enabled on or off")
+    which: Literal["flag", "experiment"] = "flag" if kind == "flag" else "experiment"
     try:
-        service.set_enabled(kind, key, enabled == "on", principal.actor)
+        service.set_enabled(which, key, enabled == "on", principal.actor)
     except MetaMediaError as exc:
         raise WebError(exc.status_code, "Not changed", exc.message) from exc
     done = f"{kind.capitalize()} {key} is now {enabled}."

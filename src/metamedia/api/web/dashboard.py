@@ -17,6 +17,8 @@ from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
 
+from metamedia.observability.alerts import AlertEvaluator
+
 DASH = "\u2013"  # shown for "no value"
 HITS_SUFFIXES = ("_hits_total", "_hits")
 MISSES_FOR = {"_hits_total": "_misses_total", "_hits": "_misses"}
@@ -155,17 +157,11 @@ def metrics_summary(metrics: Any) -> dict[str, Any]:
     }
 
 
-def alerts_summary(evaluator: Any) -> dict[str, Any]:
-    """The alert rules' states from the evaluator on `app.state.alerts` (observability/alerts.py).
-
-    Read through `evaluate(now)` and each status's `as_dict()`, so the page follows
-    whatever rules that module defines.
-    """
-    if evaluator is None or not hasattr(evaluator, "evaluate"):
-        return {"available": False, "rules": [], "firing": []}
+def alerts_summary(evaluator: AlertEvaluator) -> dict[str, Any]:
+    """The alert rules' states from the app's evaluator, through each status's `as_dict()`,
+    so the page follows whatever rules observability/alerts.py defines."""
     rules = [status.as_dict() for status in evaluator.evaluate(time.time())]
     return {
-        "available": True,
         "rules": rules,
         "firing": [r["name"] for r in rules if r.get("state") == "firing"],
     }
