@@ -31,7 +31,16 @@ def kmeans(
     data = as_matrix(vectors)
     if k <= 0 or data.shape[0] < k:
         raise ValueError(f"cannot make {k} clusters from {data.shape[0]} vectors")
-    km = faiss.Kmeans(data.shape[1], k, niter=iterations, seed=seed, spherical=True, verbose=False)
+    km = faiss.Kmeans(
+        data.shape[1],
+        k,
+        niter=iterations,
+        seed=seed,
+        spherical=True,
+        verbose=False,
+        # Small catalogs are clustered whole; faiss would warn about too few points.
+        min_points_per_centroid=1,
+    )
     km.train(data)
     centroids = normalize(km.centroids)
     assignment = np.argmax(data @ centroids.T, axis=1).astype(np.int64)
