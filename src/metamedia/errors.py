@@ -48,6 +48,11 @@ class IndexUnavailableError(MetaMediaError):
     status_code = 503
 
 
+class StaleMaskError(IndexUnavailableError):
+    """A filter mask was made for an index that has since been rebuilt: its positions
+    mean other items now. Retrying the query computes a fresh mask."""
+
+
 class AuthenticationError(MetaMediaError):
     """No API key, or one that is unknown or revoked."""
 

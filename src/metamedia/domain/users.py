@@ -61,8 +61,11 @@ class InteractionIn(BaseModel):
 
     item: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
     type: InteractionType
-    value: float | None = None
-    ts: float | None = Field(default=None, description="Unix seconds; default now.")
+    # NaN and infinity are not numbers a client can mean (and not JSON): refused, not stored.
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    ts: float | None = Field(
+        default=None, allow_inf_nan=False, description="Unix seconds; default now."
+    )
     context: InteractionContext | None = None
 
 

@@ -20,6 +20,7 @@ from metamedia.engine.embed import Embedder
 from metamedia.engine.index import IndexParams, Neighbours, VectorIndex, build_index
 from metamedia.engine.payload import AttributeFilter, ItemAttributes, PayloadColumns
 from metamedia.engine.vectors import FloatArray
+from metamedia.errors import StaleMaskError
 from metamedia.observability.metrics import observe_current
 from metamedia.storage.base import IndexRow, MediaRepository
 from metamedia.storage.vector_files import VectorFileStore
@@ -41,6 +42,21 @@ class VectorIndexReport:
     @property
     def healthy(self) -> bool:
         return not (self.missing or self.orphaned or self.stale)
+
+
+class PositionMask(np.ndarray):
+    """A boolean mask over index positions that remembers which index it was made for.
+
+    Between rebuilds positions are only appended, so a mask made before a concurrent
+    write is still right for every position it covers (new ones are left out); after
+    a rebuild it is meaningless. `generation` tells the two apart. Results of numpy
+    operations on a mask (`mask & other`) keep it.
+    """
+
+    generation: int | None = None
+
+    def __array_finalize__(self, obj: object) -> None:
+        self.generation = getattr(obj, "generation", None)
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class IndexManager:
         self.settings = settings
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
+        self._generation = 0  # bumped whenever `_index` is replaced (positions renumbered)
         self._payload = PayloadColumns()
         self._watermark = 0
         self._saved_watermark = 0
@@ -112,6 +129,7 @@ class IndexManager:
             self.rebuild()
             return
         self._index = loaded.index
+        self._generation += 1
         self._watermark = self._saved_watermark = loaded.watermark
         self._payload = self._payload_for(loaded.index)
         self.sync()
@@ -145,6 +163,7 @@ class IndexManager:
             payload = PayloadColumns(capacity=len(attrs))
             payload.append(attrs)
             self._index, self._payload, self._watermark = index, payload, watermark
+            self._generation += 1
             self.save()
             self.sync()
             return len(keys)
@@ -226,17 +245,33 @@ class IndexManager:
     def mask(self, flt: AttributeFilter) -> np.ndarray:
         with self._lock:
             _ = self.index
-            return self._payload.mask(flt)
+            mask = self._payload.mask(flt).view(PositionMask)
+            mask.generation = self._generation
+            return mask
 
     def search(self, query: FloatArray, k: int, allowed: np.ndarray | None) -> Neighbours:
         with self._lock:
             index = self.index
-            if allowed is not None and allowed.shape[0] != index.positions:
-                raise RuntimeError("filter mask is out of date with the index")
+            if allowed is not None:
+                allowed = self._current(allowed, index.positions)
             started = time.perf_counter()
             found = index.search(query, k, allowed)
             observe_current("index_search", time.perf_counter() - started)
             return found
+
+    def _current(self, allowed: np.ndarray, positions: int) -> np.ndarray:
+        """`allowed` brought up to the index's size: items written since the mask was
+        made (by another request, or the outbox follower) are left out of this query."""
+        made_for = getattr(allowed, "generation", None)
+        if (made_for is not None and made_for != self._generation) or (
+            allowed.shape[0] > positions
+        ):
+            raise StaleMaskError("the index was rebuilt during this query; retry it")
+        if allowed.shape[0] < positions:
+            grown = np.zeros(positions, dtype=bool)
+            grown[: allowed.shape[0]] = allowed
+            return grown
+        return np.asarray(allowed, dtype=bool)
 
     def popularity(self) -> np.ndarray:
         with self._lock:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from metamedia.domain import SearchRequest
+from metamedia.domain import SearchRequest, SearchResponse
+from metamedia.errors import StaleMaskError
 from metamedia.services.discovery import DiscoveryService
 from metamedia.services.indexing import CatalogChange
 from metamedia.services.users import UserChange
@@ -205,7 +206,7 @@ class LiveHub:
         for key, members in groups.items():
             request = requests[key]
             try:
-                response = await asyncio.to_thread(self.discovery.search, request)
+                response = await self._search(request)
             except Exception:
                 log.exception("saved search failed")
                 continue
@@ -218,6 +219,13 @@ class LiveHub:
                 continue
             for session, sub_id in members:
                 session.mailbox.put({"type": "search_match", "id": sub_id, "items": matches})
+
+    async def _search(self, request: SearchRequest) -> SearchResponse:
+        """The saved search, retried once when a rebuild raced it (writes go on)."""
+        try:
+            return await asyncio.to_thread(self.discovery.search, request)
+        except StaleMaskError:
+            return await asyncio.to_thread(self.discovery.search, request)
 
     def _ids_of(self, pks: set[int]) -> dict[str, set[str]]:
         by_tenant: dict[str, set[str]] = {}

@@ -6,6 +6,7 @@ next feed request (which always ranks afresh) reflects it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class UserService:
             raise InvalidRequestError(
                 f"a batch holds at most {MAX_EVENTS_PER_BATCH} events, got {len(events)}"
             )
+        _refuse_non_finite(events)
         record = self.users.ensure(tenant, user) if create_user else self.require(tenant, user)
         now = time.time()
         parsed: list[tuple[int, InteractionIn]] = []
@@ -263,6 +265,24 @@ class UserService:
         self.caches.preference_vector.drop_where(lambda key: key[0] == record.pk)  # type: ignore[index]
         for listener in self._erase_listeners:
             listener(tenant, user)
+
+
+def _refuse_non_finite(events: list[Any]) -> None:
+    """A NaN or infinite number is a broken client, not one bad event: refuse the batch.
+
+    Python's JSON reader accepts `NaN` and `Infinity`; stored, a NaN timestamp became
+    NULL, was ignored by the insert and came back as a "duplicate" that still counted.
+    """
+    for index, raw in enumerate(events):
+        if not isinstance(raw, dict):
+            continue
+        for name in ("ts", "value"):
+            number = raw.get(name)
+            if isinstance(number, float) and not math.isfinite(number):
+                raise InvalidRequestError(
+                    f"events[{index}].{name} must be a finite number, got {number}",
+                    field=f"events[{index}].{name}",
+                )
 
 
 def _check_value(event: InteractionIn, now: float) -> str | None:

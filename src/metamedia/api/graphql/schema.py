@@ -1,8 +1,9 @@
 """The GraphQL schema at `/graphql`: the REST API's reads and writes over the same services.
 
 Resolvers are thin: build the same request REST builds, call the same service
-on the thread pool, convert the answer. Auth follows REST: catalog writes need a
-`write` key; a user's interactions and preferences follow `public_user_writes`.
+on the thread pool, convert the answer. Auth follows REST: each field applies the
+access rule of the REST route it mirrors (`metamedia.api.access.RULES`) to the
+caller resolved from the request's credentials.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import strawberry
 from pydantic import ValidationError
 from strawberry.fastapi import GraphQLRouter
 
-from metamedia.api.graphql.context import GraphQLContext, Info, call, get_context
+from metamedia.api.graphql.context import GraphQLContext, Info, allow, call, get_context
 from metamedia.api.graphql.errors import ErrorCodes, ProductSchema
 from metamedia.api.graphql.inputs import (
     FusionInput,
@@ -39,10 +40,10 @@ from metamedia.api.graphql.types import (
     User,
     similar_items,
 )
-from metamedia.api.security import user_write_principal, write_principal
 from metamedia.config import Settings
 from metamedia.domain import SearchRequest
 from metamedia.errors import InvalidRequestError
+from metamedia.services.access import Access
 from metamedia.services.validation import describe_validation_error
 
 MAX_CURSOR_CHARS = 200  # as REST's `cursor` query parameter
@@ -68,6 +69,7 @@ class Query:
         filters: SearchFiltersInput | None = None,
         fusion: FusionInput | None = None,
     ) -> SearchPage:
+        allow(info, Access.CATALOG_READ)
         ctx = info.context
         data: dict[str, Any] = {
             "query": query,
@@ -92,6 +94,7 @@ class Query:
 
     @strawberry.field(description="One catalog item (private ones only for their viewers).")
     async def media(self, info: Info, id: str) -> Media:
+        allow(info, Access.CATALOG_READ)
         ctx = info.context
         item = await call(ctx.runtime.catalog.get, id, ctx.tenant, ctx.viewer)
         return Media.from_item(item)
@@ -106,6 +109,7 @@ class Query:
         positive: list[str] | None = None,
         negative: list[str] | None = None,
     ) -> list[FeedItem]:
+        allow(info, Access.CATALOG_READ)
         return await similar_items(info, id, limit, user, positive, negative)
 
     @strawberry.field(description="A user's discovery feed, as `GET /v1/users/{id}/feed`.")
@@ -114,12 +118,14 @@ class Query:
     ) -> FeedPage:
         if cursor is not None and len(cursor) > MAX_CURSOR_CHARS:
             raise InvalidRequestError(f"cursor is longer than {MAX_CURSOR_CHARS} characters")
+        allow(info, Access.USER_READ, user)
         ctx = info.context
         page = await call(ctx.runtime.discovery.feed, ctx.tenant, user, limit, cursor)
         return FeedPage.from_model(page)
 
     @strawberry.field(description="A user profile with preferences, history and favorites.")
     async def user(self, info: Info, id: str) -> User:
+        allow(info, Access.USER_READ, id)
         ctx = info.context
         return User.from_record(await call(ctx.runtime.users.require, ctx.tenant, id))
 
@@ -128,11 +134,13 @@ class Query:
         metadata={COST_SIZE: 32},
     )
     async def themes(self, info: Info) -> list[Theme]:
+        allow(info, Access.CATALOG_READ)
         ctx = info.context
         return [Theme.from_dict(t) for t in await call(ctx.runtime.themes.list, ctx.tenant)]
 
     @strawberry.field(description="One theme, as `GET /v1/themes/{id}`.")
     async def theme(self, info: Info, id: int) -> Theme:
+        allow(info, Access.CATALOG_READ)
         ctx = info.context
         return Theme.from_dict(await call(ctx.runtime.themes.get, ctx.tenant, id, 1))
 
@@ -146,14 +154,14 @@ class Mutation:
     async def record_interaction(
         self, info: Info, user: str, events: list[InteractionInput]
     ) -> InteractionBatch:
+        allow(info, Access.USER_WRITE, user)
         ctx = info.context
-        await call(user_write_principal, ctx.http_request)
         results = await call(ctx.runtime.users.record, ctx.tenant, user, plain(events))
-        rejected = sum(1 for r in results if r.status == "rejected")
         return InteractionBatch(
             results=[InteractionOutcome.from_model(r) for r in results],
-            recorded=len(results) - rejected,
-            rejected=rejected,
+            recorded=sum(1 for r in results if r.status == "recorded"),
+            duplicate=sum(1 for r in results if r.status == "duplicate"),
+            rejected=sum(1 for r in results if r.status == "rejected"),
         )
 
     @strawberry.mutation(
@@ -161,8 +169,8 @@ class Mutation:
         "`PUT /v1/media/{id}`; searchable once it returns."
     )
     async def upsert_media(self, info: Info, media: MediaInput) -> MediaUpsert:
+        allow(info, Access.CATALOG_WRITE)
         ctx = info.context
-        await call(write_principal, ctx.http_request)
         item, status = await call(ctx.runtime.catalog.put, media.id, media.to_body(), ctx.tenant)
         return MediaUpsert(status=status, media=Media.from_item(item))
 
@@ -172,8 +180,8 @@ class Mutation:
     async def set_preferences(
         self, info: Info, user: str, preferences: PreferencesInput
     ) -> Preferences:
+        allow(info, Access.USER_WRITE, user)
         ctx = info.context
-        await call(user_write_principal, ctx.http_request)
         saved = await call(ctx.runtime.users.set_preferences, ctx.tenant, user, plain(preferences))
         return Preferences.from_model(saved)
 
@@ -184,8 +192,8 @@ class Mutation:
     async def upsert_user(
         self, info: Info, id: str, preferences: PreferencesInput | None = None
     ) -> User:
+        allow(info, Access.USER_WRITE, id)
         ctx = info.context
-        await call(user_write_principal, ctx.http_request)
         prefs = plain(preferences) if preferences is not None else None
         return User.from_record(await call(ctx.runtime.users.upsert, ctx.tenant, id, prefs))
 
@@ -202,4 +210,12 @@ def build_schema(max_depth: int, max_cost: int) -> strawberry.Schema:
 def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
     """`/graphql`: POST (and GET for queries) plus GraphiQL in a browser."""
     schema = build_schema(settings.graphql_max_depth, settings.graphql_max_cost)
-    return GraphQLRouter(schema, path="/graphql", context_getter=get_context, tags=["graphql"])
+    # No subscriptions: the WebSocket protocols stay off, so every operation is an
+    # HTTP request whose caller `metamedia.api.access` resolved.
+    return GraphQLRouter(
+        schema,
+        path="/graphql",
+        context_getter=get_context,
+        tags=["graphql"],
+        subscription_protocols=(),
+    )

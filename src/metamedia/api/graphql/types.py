@@ -117,8 +117,8 @@ class Media:
         )
 
     @strawberry.field(
-        description="More like this item; personalised with `user` (default: the X-User "
-        "viewer), steered by positive / negative example ids."
+        description="More like this item; personalised with `user` (keys acting for a "
+        "user; default: the caller's own user), steered by positive / negative example ids."
     )
     async def similar(
         self,
@@ -145,7 +145,7 @@ async def similar_items(
         ctx.runtime.recommend.similar,
         ctx.tenant,
         media_id,
-        user=user or ctx.viewer,
+        user=ctx.caller.act_as(user),
         positive=positive,
         negative=negative,
         limit=limit,
@@ -398,6 +398,7 @@ class InteractionOutcome:
 class InteractionBatch:
     results: list[InteractionOutcome]
     recorded: int
+    duplicate: int
     rejected: int
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel
 
 from metamedia.api.deps import RegionDep, RuntimeDep, TenantDep
-from metamedia.api.security import UserWriteKey, WriteKey
+from metamedia.api.security import WriteKey
 from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
 from metamedia.errors import InvalidRequestError
 from metamedia.services.recommend import FeedPage
@@ -28,7 +28,11 @@ class UserOut(BaseModel):
 class InteractionsOut(BaseModel):
     results: list[InteractionResult]
     recorded: int
+    duplicate: int
     rejected: int
+
+
+_STATUSES = ("recorded", "duplicate", "rejected")
 
 
 @router.put("/{user_id}", response_model=UserOut)
@@ -36,7 +40,6 @@ def put_user(
     user_id: str,
     runtime: RuntimeDep,
     tenant: TenantDep,
-    _key: UserWriteKey,
     body: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> UserOut:
     """Create a user (idempotent); `{"preferences": {...}}` sets preferences too."""
@@ -71,7 +74,6 @@ def put_preferences(
     body: Annotated[dict[str, Any], Body()],
     runtime: RuntimeDep,
     tenant: TenantDep,
-    _key: UserWriteKey,
 ) -> Preferences:
     return runtime.users.set_preferences(tenant, user_id, body)
 
@@ -82,15 +84,16 @@ def post_interactions(
     body: Annotated[Any, Body()],
     runtime: RuntimeDep,
     tenant: TenantDep,
-    _key: UserWriteKey,
 ) -> InteractionsOut:
     """`{"events": [{"item", "type", "value", "ts", "context"}]}`; per-event results."""
     events = body.get("events") if isinstance(body, dict) else None
     if not isinstance(events, list):
         raise InvalidRequestError('body must be {"events": [...]}')
     results = runtime.users.record(tenant, user_id, events)
-    rejected = sum(1 for r in results if r.status == "rejected")
-    return InteractionsOut(results=results, recorded=len(results) - rejected, rejected=rejected)
+    counts = [sum(1 for r in results if r.status == status) for status in _STATUSES]
+    return InteractionsOut(
+        results=results, recorded=counts[0], duplicate=counts[1], rejected=counts[2]
+    )
 
 
 @router.get("/{user_id}/history", response_model=list[StoredInteraction])
@@ -147,16 +150,16 @@ def issue_token(
     _key: WriteKey,
     ttl_s: Annotated[int, Query(ge=60, le=86_400)] = 3600,
 ) -> TokenOut:
-    """A short-lived token for this user's device to open `/v1/ws` (it never holds a key)."""
+    """A short-lived token that proves this user of this tenant: their device sends it
+    as `Authorization: Bearer` (REST, GraphQL) or in `/v1/ws`'s `auth` message and acts
+    as that user only. Minted by a back end with a `write` key; devices never hold keys."""
     runtime.users.require(tenant, user_id)
     return TokenOut(token=runtime.keys.issue_user_token(tenant, user_id, ttl_s), expires_in=ttl_s)
 
 
 @router.get("/{user_id}/export")
-def export_user(
-    user_id: str, runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey
-) -> dict[str, Any]:
-    """Everything held about the user (GDPR access)."""
+def export_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> dict[str, Any]:
+    """Everything held about the user (GDPR access): their own token, or a `write` key."""
     return runtime.users.export(tenant, user_id)
 
 

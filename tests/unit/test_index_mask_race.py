@@ -1,0 +1,59 @@
+"""A filter mask made before a concurrent write still answers (issue 11, bug 8a).
+
+Search makes its filter mask, then embeds the query without holding the index
+lock; a write landing in between grew the index, and the search (a saved-search
+push among them) failed with "filter mask is out of date with the index". The
+write is injected at exactly that point, so the test needs no timing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from metamedia.domain import SearchRequest
+from metamedia.engine.payload import AttributeFilter
+from metamedia.errors import StaleMaskError
+from metamedia.services.runtime import Runtime
+
+
+def _put(runtime: Runtime, media_id: str, title: str) -> None:
+    runtime.catalog.put(media_id, {"title": title, "description": title}, "default")
+
+
+def test_a_write_between_mask_and_vector_search_does_not_fail_the_search(
+    runtime: Runtime,
+) -> None:
+    for n in range(5):
+        _put(runtime, f"m{n}", f"harbour lighthouse keeper story {n}")
+    search = runtime.search
+    real_embed = search.embed_query
+    written: list[str] = []
+
+    def embed_while_someone_writes(text: str) -> Any:
+        if not written:  # the write lands after the mask was made
+            written.append("late")
+            _put(runtime, "late", "a lighthouse keeper's late arrival")
+            runtime.indexes.sync()
+        return real_embed(text)
+
+    search.embed_query = embed_while_someone_writes  # type: ignore[method-assign]
+    request = SearchRequest(query="lighthouse keeper", mode="semantic", limit=10)
+    response = runtime.discovery.search(request)
+    assert written == ["late"]
+    assert {hit.id for hit in response.results} >= {f"m{n}" for n in range(5)}
+    again = runtime.discovery.search(request.model_copy(update={"limit": 20}))
+    assert "late" in {hit.id for hit in again.results}
+
+
+def test_a_mask_from_before_a_rebuild_is_refused_by_name(runtime: Runtime) -> None:
+    _put(runtime, "a", "first")
+    mask = runtime.indexes.mask(AttributeFilter(tenant="default"))
+    runtime.indexes.rebuild()
+    query = runtime.search.embed_query("first")
+    with pytest.raises(StaleMaskError):
+        runtime.indexes.search(query, 5, mask)
+    derived = mask & mask  # numpy results keep the generation
+    with pytest.raises(StaleMaskError):
+        runtime.indexes.search(query, 5, derived)
