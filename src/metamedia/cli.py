@@ -29,6 +29,7 @@ from metamedia.config import Settings
 from metamedia.domain import SearchRequest, SearchResponse, search_request_from_params
 from metamedia.errors import MetaMediaError
 from metamedia.formats.detect import detect_format
+from metamedia.services.auth import DEFAULT_TENANT
 from metamedia.services.demo_users import demo_users, load_demo_users
 from metamedia.services.ingest import IngestReport
 from metamedia.services.runtime import Runtime
@@ -44,6 +45,11 @@ app.add_typer(interactions_app, name="interactions")
 keys_app = typer.Typer(help="API keys for write and admin endpoints.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console()
+ANONYMOUS_WORDS = {
+    "off": "off (every request needs an API key or a user token)",
+    "read": "read (search and the public catalog; user data needs a key or user token)",
+    "open": "OPEN (anyone may act as any user: demos only)",
+}
 err_console = Console(stderr=True)
 
 DataDirOption = Annotated[
@@ -262,6 +268,14 @@ def serve(
         ),
     ] = 1,
     data_dir: DataDirOption = None,
+    anonymous: Annotated[
+        str | None,
+        typer.Option(
+            help="What callers without a key or user token may do: off, read (search and "
+            "read the public catalog) or open (demos: also act as any user). "
+            "Default: METAMEDIA_ANONYMOUS, else read.",
+        ),
+    ] = None,
 ) -> None:
     """Start the REST API (interactive docs at /docs)."""
     import uvicorn
@@ -269,6 +283,10 @@ def serve(
     from metamedia.api.app import create_app
 
     settings = _settings(data_dir)
+    if anonymous is not None:
+        if anonymous not in ("off", "read", "open"):
+            _fail(f"--anonymous must be off, read or open, not {anonymous!r}")
+        settings = settings.model_copy(update={"anonymous": anonymous})
     if "METAMEDIA_EMBED_THREADS" not in os.environ:
         # Each request embeds one short query; parallelism comes from concurrent requests.
         settings = settings.model_copy(update={"embed_threads": 1})
@@ -276,6 +294,7 @@ def serve(
         f"Meta-Media-Search on http://{host}:{port}  (web UI: http://{host}:{port}/, "
         f"API docs: http://{host}:{port}/docs)"
     )
+    console.print(f"Anonymous access: {ANONYMOUS_WORDS[settings.anonymous]}")
     # Our middleware writes one structured access line per request; uvicorn's own
     # access log would only repeat it, unstructured.
     if workers == 1:
@@ -284,6 +303,7 @@ def serve(
     # Worker processes build their app from the environment: pass the settings there.
     os.environ["METAMEDIA_DATA_DIR"] = str(settings.data_dir)
     os.environ["METAMEDIA_EMBED_THREADS"] = str(settings.embed_threads or 1)
+    os.environ["METAMEDIA_ANONYMOUS"] = settings.anonymous
     uvicorn.run(
         "metamedia.api.app:create_app",
         factory=True,
@@ -303,6 +323,14 @@ def demo(
     ] = True,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    open_mode: Annotated[
+        bool,
+        typer.Option(
+            "--open/--no-open",
+            help="Serve in open mode (METAMEDIA_ANONYMOUS=open): anyone may act as the "
+            "demo users, one click away on the feed page. For demos only.",
+        ),
+    ] = True,
 ) -> None:
     """Load the bundled demo catalog, print a first search, then serve the API."""
     settings = _settings(data_dir)
@@ -329,7 +357,14 @@ def demo(
         console.print('First search: [bold]"heist movie with a twist ending"[/]')
         render_results(response)
     if serve_api:
-        serve(host=host, port=port, data_dir=settings.data_dir)
+        if open_mode:
+            console.print(
+                "[bold yellow]Open mode[/]: anonymous visitors may act as any user and read "
+                "or change their data (METAMEDIA_ANONYMOUS=open). For demos only: "
+                "`metamedia serve` defaults to public catalog reads."
+            )
+        mode = "open" if open_mode else None
+        serve(host=host, port=port, data_dir=settings.data_dir, anonymous=mode)
 
 
 @app.command()
@@ -503,16 +538,41 @@ def keys_create(
     scope: Annotated[
         list[str], typer.Option(help="read, write or admin (admin implies write); repeatable.")
     ],
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="The one tenant the key acts for (default: 'default')."),
+    ] = None,
+    platform: Annotated[
+        bool,
+        typer.Option(
+            "--platform", help="A platform key: no tenant of its own, names one with X-Tenant."
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Mint a key; it is printed once and only its SHA-256 digest is stored."""
+    if platform and tenant is not None:
+        _fail("a key is either for one --tenant or a --platform key, not both")
+    bound = None if platform else (tenant or DEFAULT_TENANT)
     with _session(data_dir) as runtime:
-        issued = runtime.keys.create(name, scope, actor="cli")
+        issued = runtime.keys.create(name, scope, actor="cli", tenant=bound)
     if as_json:
-        _print_json({"id": issued.record.pk, "name": name, "scopes": scope, "key": issued.secret})
+        _print_json(
+            {
+                "id": issued.record.pk,
+                "name": name,
+                "scopes": scope,
+                "tenant": bound,
+                "key": issued.secret,
+            }
+        )
     else:
-        console.print(f"Key #{issued.record.pk} '{name}' scopes {sorted(scope)} (shown once):")
+        where = "platform key (any tenant via X-Tenant)" if bound is None else f"tenant {bound!r}"
+        console.print(
+            f"Key #{issued.record.pk} '{escape(name)}' scopes {sorted(scope)}, "
+            f"{escape(where)} (shown once):"
+        )
         sys.stdout.write(issued.secret + "\n")
 
 
@@ -527,6 +587,7 @@ def keys_list(data_dir: DataDirOption = None, as_json: JsonOption = False) -> No
             "name": r.name,
             "prefix": r.prefix,
             "scopes": sorted(r.scopes),
+            "tenant": r.tenant,
             "revoked": r.revoked_at is not None,
         }
         for r in records
@@ -536,7 +597,11 @@ def keys_list(data_dir: DataDirOption = None, as_json: JsonOption = False) -> No
         return
     for row in rows:
         state = "revoked" if row["revoked"] else "active"
-        console.print(f"#{row['id']} {row['name']} mm_{row['prefix']}_… {row['scopes']} {state}")
+        where = "platform" if row["tenant"] is None else f"tenant {row['tenant']}"
+        console.print(
+            escape(f"#{row['id']} {row['name']} mm_{row['prefix']}_… {row['scopes']} ")
+            + f"{escape(where)} {state}"
+        )
 
 
 @keys_app.command("revoke")

@@ -8,6 +8,7 @@ PostgreSQL / Redis / Qdrant deployment changes configuration, not code.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -127,10 +128,12 @@ class Settings(BaseSettings):
         description="Bootstrap admin API key (all scopes). Held only as a hash in memory; "
         "create further keys with `metamedia keys create`.",
     )
-    public_user_writes: bool = Field(
-        default=True,
-        description="End users' interactions and preferences need no API key (they are "
-        "rate limited per IP). False requires a `write` key for them too.",
+    anonymous: Literal["off", "read", "open"] = Field(
+        default="read",
+        description="What callers without a key or user token may do: 'off' nothing but "
+        "probes and docs; 'read' search and read the public catalog; 'open' (demos only) "
+        "also act as any user, read and write their data. Anonymous callers (and the web "
+        "pages) see the 'default' tenant only.",
     )
     rate_limit_per_ip: str = Field(
         default="1200/minute", description="Anonymous requests per client IP (limits syntax)."

@@ -10,6 +10,7 @@ from graphql import GraphQLError
 from metamedia.api.graphql.errors import _classified
 from metamedia.errors import NotFoundError
 from metamedia.services.runtime import Runtime
+from tests.api.conftest import user_headers
 
 HEIST = "heist movie with a twist ending"
 NINTH_VAULT = "mm-0063"
@@ -178,8 +179,12 @@ def test_media_and_similar_match_rest_and_unknown_ids_are_not_found(client: Test
     assert only_error(other_tenant)["extensions"]["code"] == "NotFoundError"
 
 
-def test_users_feed_and_interactions_match_rest(anon_client: TestClient) -> None:
-    client = anon_client  # end users write their own interactions without a key
+def test_users_feed_and_interactions_match_rest(
+    client: TestClient, anon_client: TestClient
+) -> None:
+    admin = client
+    client = anon_client  # end users write their own interactions with their own token
+    client.headers.update(user_headers(admin, "ana"))
     created = data(
         client, 'mutation { upsertUser(id: "ana") { id tenant preferences { region } } }'
     )
@@ -227,8 +232,8 @@ def test_users_feed_and_interactions_match_rest(anon_client: TestClient) -> None
     ]
     outcome = data(client, record, {"user": "ana", "events": events})["recordInteraction"]
     assert (outcome["recorded"], outcome["rejected"]) == (2, 2)
-    client.put("/v1/users/ana-rest")
-    rest_outcome = client.post(
+    admin.put("/v1/users/ana-rest")
+    rest_outcome = admin.post(
         "/v1/users/ana-rest/interactions",
         json={"events": events},
     ).json()
@@ -265,12 +270,15 @@ def test_users_feed_and_interactions_match_rest(anon_client: TestClient) -> None
         '{ user(id: "nobody") { id } }',
         '{ discoveryFeed(user: "nobody") { nextCursor } }',
     ):
-        error = only_error(gql(client, missing))
+        error = only_error(gql(admin, missing))  # a key acting for a user who isn't there
         assert error["extensions"] == {"code": "NotFoundError", "status": 404}
         assert "user 'nobody' not found in tenant 'default'" in error["message"]
 
 
-def test_set_preferences_matches_rest_and_validates(anon_client: TestClient) -> None:
+def test_set_preferences_matches_rest_and_validates(
+    client: TestClient, anon_client: TestClient
+) -> None:
+    anon_client.headers.update(user_headers(client, "ben"))
     client = anon_client
     assert client.put("/v1/users/ben").status_code == 200
     mutation = """mutation($prefs: PreferencesInput!) {
@@ -299,18 +307,23 @@ def test_set_preferences_matches_rest_and_validates(anon_client: TestClient) -> 
     assert "maturity_limit" in error["message"]
 
 
-def test_user_writes_follow_the_public_user_writes_setting(
-    anon_client: TestClient, demo_runtime: Runtime
+def test_user_writes_need_the_users_token_or_a_key(
+    client: TestClient, anon_client: TestClient
 ) -> None:
-    anon_client.put("/v1/users/cy")
-    demo_runtime.settings.public_user_writes = False
+    cy = user_headers(client, "cy")
+    other = user_headers(client, "dee")
     record = """mutation {
       recordInteraction(user: "cy", events: [{item: "mm-0063", type: like}]) { recorded }
     }"""
     error = only_error(gql(anon_client, record))
     assert error["extensions"] == {"code": "AuthenticationError", "status": 401}, error
-    assert "scope 'write'" in error["message"]
-    assert anon_client.get("/v1/users/cy/history").json() == []
+    assert "user's token" in error["message"]
+    error = only_error(gql(anon_client, record, headers=other))
+    assert error["extensions"] == {"code": "PermissionDeniedError", "status": 403}, error
+    assert client.get("/v1/users/cy/history").json() == []
+    done = gql(anon_client, record, headers=cy)
+    assert done["data"]["recordInteraction"]["recorded"] == 1
+    assert [h["item"] for h in client.get("/v1/users/cy/history").json()] == ["mm-0063"]
 
 
 def test_upsert_media_needs_a_key_then_is_searchable(
@@ -388,10 +401,10 @@ def test_cost_limit_refuses_fan_out_and_names_cost_and_limit(client: TestClient)
     assert error["extensions"] == {
         "code": "QueryTooCostly",
         "status": 400,
-        "cost": 20301,
+        "cost": 22750,
         "maxCost": 5000,
     }
-    assert "costs 20301, over the limit of 5000" in error["message"]
+    assert "costs 22750, over the limit of 5000" in error["message"]
     assert body["data"] is None
     cheap = data(client, fan_out, {"n": 2})
     assert len(cheap["search"]["results"]) == 2

@@ -76,15 +76,19 @@ def test_admin_endpoints_refuse_anonymous_callers(anon_client: TestClient) -> No
     assert bad.status_code == 422 and "root" in bad.json()["error"]["message"]
 
 
-def test_end_user_writes_follow_the_public_user_writes_setting(make_runtime: Any) -> None:
-    open_rt = make_runtime(public_user_writes=True)
+def test_end_user_writes_follow_the_anonymous_setting(make_runtime: Any) -> None:
+    open_rt = make_runtime(anonymous="open")
     with TestClient(create_app(runtime=open_rt)) as anon:
         assert anon.put("/v1/users/ana").status_code == 200
-    closed_rt = make_runtime(open_rt.settings.data_dir.parent / "closed", public_user_writes=False)
+    closed_rt = make_runtime(open_rt.settings.data_dir.parent / "closed")
+    assert closed_rt.settings.anonymous == "read"  # the default
     with TestClient(create_app(runtime=closed_rt)) as anon:
         refused = anon.put("/v1/users/ana")
         assert refused.status_code == 401
         assert anon.put("/v1/users/ana", headers=ADMIN_HEADERS).status_code == 200
+        token = anon.post("/v1/users/ana/token", headers=ADMIN_HEADERS).json()["token"]
+        own = anon.put("/v1/users/ana", headers={"Authorization": f"Bearer {token}"})
+        assert own.status_code == 200
 
 
 def _guarded(make_runtime: Any, **settings: Any) -> Iterator[TestClient]:

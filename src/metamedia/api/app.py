@@ -10,9 +10,10 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from metamedia import __version__
+from metamedia.api.access import enforce, verify_declared
 from metamedia.api.errors import install_error_handlers
 from metamedia.api.graphql import graphql_router
 from metamedia.api.observing import RequestObserver
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description="Natural-language search over a media catalog: hybrid keyword + semantic.",
         lifespan=lifespan,
+        dependencies=[Depends(enforce)],
     )
     config = runtime.settings if runtime is not None else (settings or Settings())
     settings = config
@@ -141,4 +143,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(alerts.router)
     app.include_router(graphql_router(config))
     install_web(app)  # the web UI: /, /media/{id}, /feed, /themes, /admin, /static
+    verify_declared(app)  # every route has an access rule, or the app does not start
     return app

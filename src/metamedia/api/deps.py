@@ -1,4 +1,9 @@
-"""Request dependencies: the runtime, tenant and viewer, in one place."""
+"""Request dependencies: the runtime, tenant and viewer, in one place.
+
+The tenant and viewer come from the caller that `metamedia.api.access` resolved from
+the credentials; the `X-Tenant` / `X-User` headers are declared here so the API
+documents them, and are honoured only where the caller may make that claim.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from metamedia.api.access import caller_of
 from metamedia.services.runtime import Runtime
 
 
@@ -14,12 +20,32 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_tenant(x_tenant: Annotated[str | None, Header(max_length=64)] = None) -> str:
-    return x_tenant or "default"
+def get_tenant(
+    request: Request,
+    x_tenant: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description="Platform keys only: the tenant to act for. Other callers' tenant "
+            "comes from their credentials; naming another is refused (403).",
+        ),
+    ] = None,
+) -> str:
+    return caller_of(request).tenant
 
 
-def get_viewer(x_user: Annotated[str | None, Header(max_length=256)] = None) -> str | None:
-    return x_user or None
+def get_viewer(
+    request: Request,
+    x_user: Annotated[
+        str | None,
+        Header(
+            max_length=256,
+            description="Keys only: the end user to act for (sees their private items). "
+            "A user token acts as its own user; anonymous callers cannot name one.",
+        ),
+    ] = None,
+) -> str | None:
+    return caller_of(request).viewer
 
 
 def get_region(

@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many, storage, strategies
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from metamedia.errors import AuthenticationError, PermissionDeniedError
+from metamedia.services.access import require_key
 from metamedia.services.auth import Principal
 from metamedia.services.runtime import Runtime
 
@@ -31,60 +31,27 @@ def presented_key(headers: dict[str, str]) -> str | None:
     return headers.get("x-api-key") or None
 
 
-def principal_of(runtime: Runtime, headers: dict[str, str]) -> Principal | None:
-    """The verified caller, None when no key was sent; an invalid key is an error."""
-    secret = presented_key(headers)
-    if secret is None:
-        return None
-    principal = runtime.keys.verify(secret)
-    if principal is None:
-        raise AuthenticationError("the API key is unknown or revoked")
-    return principal
-
-
-def require(runtime: Runtime, headers: dict[str, str], scope: str) -> Principal:
-    """The caller's principal if it holds `scope`; 401 / 403 with the reason otherwise."""
-    principal = principal_of(runtime, headers)
-    if principal is None:
-        hint = (
-            "send it as 'Authorization: Bearer <key>' or 'X-API-Key'"
-            if runtime.keys.configured
-            else "no key exists yet: set METAMEDIA_ADMIN_KEY or run `metamedia keys create`"
-        )
-        raise AuthenticationError(f"this endpoint needs an API key with scope '{scope}': {hint}")
-    if not principal.allows(scope):
-        raise PermissionDeniedError(
-            f"key '{principal.name}' has scopes {sorted(principal.scopes)}; "
-            f"this endpoint needs '{scope}'"
-        )
-    return principal
-
-
 def _headers(request: Request) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
 
 
+def _key_with(request: Request, scope: str) -> Principal:
+    """The caller's key if it holds `scope` (401 / 403 with the reason otherwise)."""
+    from metamedia.api.access import caller_of  # access builds on this module
+
+    return require_key(caller_of(request), scope)
+
+
 def write_principal(request: Request) -> Principal:
-    runtime: Runtime = request.app.state.runtime
-    return require(runtime, _headers(request), "write")
+    return _key_with(request, "write")
 
 
 def admin_principal(request: Request) -> Principal:
-    runtime: Runtime = request.app.state.runtime
-    return require(runtime, _headers(request), "admin")
-
-
-def user_write_principal(request: Request) -> Principal | None:
-    """End-user writes (interactions, preferences): open unless configured otherwise."""
-    runtime: Runtime = request.app.state.runtime
-    if runtime.settings.public_user_writes:
-        return principal_of(runtime, _headers(request))
-    return require(runtime, _headers(request), "write")
+    return _key_with(request, "admin")
 
 
 WriteKey = Annotated[Principal, Depends(write_principal)]
 AdminKey = Annotated[Principal, Depends(admin_principal)]
-UserWriteKey = Annotated[Principal | None, Depends(user_write_principal)]
 
 
 class RequestGuard:

@@ -28,6 +28,8 @@ from metamedia.storage.sqlite_security import (
 )
 
 SCOPES = frozenset({"read", "write", "admin"})
+DEFAULT_TENANT = "default"
+MAX_TENANT_CHARS = 64
 VERIFY_CACHE_S = 5.0
 BOOTSTRAP_NAME = "bootstrap-admin"
 USER_TOKEN = "user-token"
@@ -35,11 +37,17 @@ USER_TOKEN = "user-token"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id and name (never the key itself) and its scopes."""
+    """A verified API key: its id and name (never the key itself), its scopes, and the
+    one tenant it acts for (None: a platform key, which may name any tenant)."""
 
     key_id: int | None
     name: str
     scopes: frozenset[str]
+    tenant: str | None = None
+
+    @property
+    def platform(self) -> bool:
+        return self.tenant is None
 
     def allows(self, scope: str) -> bool:
         # admin implies write implies read
@@ -49,6 +57,17 @@ class Principal:
     @property
     def actor(self) -> str:
         return self.name if self.key_id is None else f"{self.name}#{self.key_id}"
+
+
+def check_tenant(tenant: str) -> str:
+    """A tenant name as keys and tokens carry it: 1-64 printable, non-blank characters."""
+    if not tenant or len(tenant) > MAX_TENANT_CHARS or not tenant.isprintable():
+        raise InvalidRequestError(
+            f"tenant must be 1-{MAX_TENANT_CHARS} printable characters", field="tenant"
+        )
+    if tenant != tenant.strip():
+        raise InvalidRequestError("tenant must not start or end with spaces", field="tenant")
+    return tenant
 
 
 @dataclass(frozen=True)
@@ -88,8 +107,17 @@ class KeyService:
         """False until someone sets an admin key or creates one: writes are then refused."""
         return self._bootstrap is not None or any(k.revoked_at is None for k in self.keys.all())
 
-    def create(self, name: str, scopes: list[str], actor: str = "cli") -> IssuedKey:
+    def create(
+        self,
+        name: str,
+        scopes: list[str],
+        actor: str = "cli",
+        tenant: str | None = DEFAULT_TENANT,
+    ) -> IssuedKey:
+        """Mint a key for `tenant` (None: a platform key that may name any tenant)."""
         name = name.strip()
+        if tenant is not None:
+            tenant = check_tenant(tenant)
         if not name or len(name) > 128:
             raise InvalidRequestError("key name must be 1-128 characters")
         unknown = sorted(set(scopes) - SCOPES)
@@ -99,8 +127,9 @@ class KeyService:
             )
         prefix = secrets.token_hex(4)
         secret = f"mm_{prefix}_{secrets.token_urlsafe(32)}"
-        record = self.keys.add(name, prefix, digest(secret), frozenset(scopes))
-        self.audit.record(actor, "key.create", f"key#{record.pk}", {"name": name, "scopes": scopes})
+        record = self.keys.add(name, prefix, digest(secret), frozenset(scopes), tenant)
+        detail = {"name": name, "scopes": scopes, "tenant": tenant}
+        self.audit.record(actor, "key.create", f"key#{record.pk}", detail)
         return IssuedKey(record, secret)
 
     def revoke(self, key_id: int, actor: str = "cli") -> None:
@@ -126,10 +155,29 @@ class KeyService:
         else:
             record = self.keys.by_digest(hashed)
             if record is not None and record.revoked_at is None:
-                principal = Principal(record.pk, record.name, record.scopes)
+                principal = Principal(record.pk, record.name, record.scopes, record.tenant)
         if principal is not None:
             self._verified.set(hashed, principal)
         return principal
+
+    def get(self, key_id: int) -> KeyRecord | None:
+        return self.keys.by_pk(key_id)
+
+    def fingerprint(self, principal: Principal) -> str | None:
+        """A short value that changes whenever the key behind `principal` does: a
+        session opened with a key carries it and ends when it no longer matches
+        (the bootstrap key changed in the environment, or the key was revoked)."""
+        if principal.key_id is None:
+            if principal.name != BOOTSTRAP_NAME or self._bootstrap is None:
+                return None
+            basis = f"bootstrap:{self._bootstrap}"
+        else:
+            record = self.keys.by_pk(principal.key_id)
+            if record is None or record.revoked_at is not None:
+                return None
+            basis = f"key:{record.pk}:{record.prefix}:{record.tenant}:{sorted(record.scopes)}"
+        mac = hmac.new(self.derived_key("key-fingerprint"), basis.encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
 
     def record(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> AuditEntry:
         """Append to the audit log (flags, experiments, keys, cache clears)."""
@@ -141,8 +189,10 @@ class KeyService:
     # -- user tokens ------------------------------------------------------------
 
     def issue_user_token(self, tenant: str, user: str, ttl_s: float = 3600.0) -> str:
-        """A token that lets one end user's device open a live connection for that user
-        only; minted by a back end holding a write key, so devices never hold keys."""
+        """A token that proves one end user of one tenant: the device sends it as
+        `Authorization: Bearer` (REST, GraphQL) or in the WebSocket `auth` message and
+        acts as that user only. A back end holding a `write` key for the tenant mints
+        it, so devices never hold keys."""
         return self.seal(USER_TOKEN, {"t": tenant, "u": user}, ttl_s)
 
     def verify_user_token(self, token: str) -> UserToken | None:

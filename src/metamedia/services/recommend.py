@@ -179,6 +179,7 @@ class RecommendService:
             events=self.users.events(record.pk),
             direction=self.user_service.preference_direction(record),
             now=time.time(),
+            user=user,
         )
         mask = self.indexes.mask(_filter_for(tenant, user, ctx.prefs))
         for pos in self.indexes.positions_of(sorted(_seen(ctx.events, ctx.now))).values():
@@ -356,6 +357,7 @@ class _Context:
     ease: EaseModel | None = None
     history: list[int] = field(default_factory=list)
     collab: dict[int, float] = field(default_factory=dict)
+    user: str | None = None  # whose feed: reasons quote only titles they may see
 
 
 class _Explainer:
@@ -394,7 +396,12 @@ class _Explainer:
             collab_keys = [k for k in keys if "collaborative" in cands.keys[k]]
             self.collab_anchor = ctx.ease.strongest_links(ctx.history, collab_keys)
         anchors = set(self.positive_keys) | set(self.collab_anchor.values())
-        self.titles = {k: v.title for k, v in service.media.get_many(sorted(anchors)).items()}
+        # An anchor the user may no longer see (made private since) is never quoted.
+        self.titles = {
+            k: v.title
+            for k, v in service.media.get_many(sorted(anchors)).items()
+            if v.tenant == ctx.tenant and v.visible_to(ctx.user)
+        }
 
     def reasons(self, i: int, vector: FloatArray) -> list[str]:
         key = self.keys[i]

@@ -164,6 +164,8 @@ api_keys = Table(
     Column("scopes", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    # NULL: a platform key (may name any tenant); else the one tenant the key acts for.
+    Column("tenant", String(64)),
     sqlite_autoincrement=True,
 )
 
@@ -256,12 +258,24 @@ def open_sqlite(url: str) -> Engine:
     event.listen(engine, "connect", _configure_connection)
     with engine.begin() as conn:
         metadata.create_all(conn)
+        _add_missing_columns(conn)
         conn.exec_driver_sql(FTS_DDL)
         conn.execute(
             text("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', :v)"),
             {"v": str(SCHEMA_VERSION)},
         )
     return engine
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Columns added after a data directory was made: added in place, NULL for old rows.
+
+    `api_keys.tenant` came with tenant-bound keys; keys made before it stay platform
+    keys (NULL), which is what they were: accepted for every tenant.
+    """
+    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(api_keys)")}
+    if "tenant" not in present:
+        conn.exec_driver_sql("ALTER TABLE api_keys ADD COLUMN tenant VARCHAR(64)")
 
 
 def _configure_connection(dbapi_connection: Any, _record: Any) -> None:

@@ -21,6 +21,7 @@ class KeyRecord:
     scopes: frozenset[str]
     created_at: float
     revoked_at: float | None
+    tenant: str | None = None  # None: a platform key
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,14 @@ class SQLiteKeyRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, name: str, prefix: str, digest: str, scopes: frozenset[str]) -> KeyRecord:
+    def add(
+        self,
+        name: str,
+        prefix: str,
+        digest: str,
+        scopes: frozenset[str],
+        tenant: str | None = None,
+    ) -> KeyRecord:
         now = time.time()
         with write_transaction(self.engine) as conn:
             pk = conn.execute(
@@ -47,10 +55,11 @@ class SQLiteKeyRepository:
                     hash=digest,
                     scopes=",".join(sorted(scopes)),
                     created_at=now,
+                    tenant=tenant,
                 )
             ).inserted_primary_key
         assert pk is not None
-        return KeyRecord(int(pk[0]), name, prefix, scopes, now, None)
+        return KeyRecord(int(pk[0]), name, prefix, scopes, now, None, tenant)
 
     def by_digest(self, digest: str) -> KeyRecord | None:
         with self.engine.connect() as conn:
@@ -61,6 +70,11 @@ class SQLiteKeyRepository:
         with self.engine.connect() as conn:
             rows = conn.execute(select(api_keys).order_by(api_keys.c.pk)).all()
         return [_key(row._mapping) for row in rows]
+
+    def by_pk(self, pk: int) -> KeyRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.pk == pk)).first()
+        return None if row is None else _key(row._mapping)
 
     def revoke(self, pk: int) -> bool:
         with write_transaction(self.engine) as conn:
@@ -111,4 +125,5 @@ def _key(row: Any) -> KeyRecord:
         scopes=frozenset(s for s in row["scopes"].split(",") if s),
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        tenant=row["tenant"],
     )

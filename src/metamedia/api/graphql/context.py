@@ -1,4 +1,4 @@
-"""Per-request GraphQL context: runtime, tenant and viewer, as REST's dependencies give them."""
+"""Per-request GraphQL context: the caller (tenant, viewer) resolved as for REST."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
-from metamedia.api.deps import TenantDep, ViewerDep
+from metamedia.api.access import GRAPHQL_RULES, CallerDep, UndeclaredRouteError
 from metamedia.domain import MediaItem
 from metamedia.errors import NotFoundError
+from metamedia.services.access import Caller, check
 from metamedia.services.runtime import Runtime
 
 P = ParamSpec("P")
@@ -33,12 +34,13 @@ async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 class GraphQLContext(BaseContext):
     """What every resolver needs; `media` batches nested item look-ups per request."""
 
-    def __init__(self, request: Request, runtime: Runtime, tenant: str, viewer: str | None):
+    def __init__(self, request: Request, runtime: Runtime, caller: Caller):
         super().__init__()
         self.request = request
         self.runtime = runtime
-        self.tenant = tenant
-        self.viewer = viewer
+        self.caller = caller
+        self.tenant = caller.tenant
+        self.viewer = caller.viewer
         self.media: DataLoader[str, MediaItem | None] = DataLoader(load_fn=self._load_media)
 
     @property
@@ -62,10 +64,41 @@ class GraphQLContext(BaseContext):
         return found
 
 
-async def get_context(request: Request, tenant: TenantDep, viewer: ViewerDep) -> GraphQLContext:
-    """FastAPI dependency: tenant from `X-Tenant`, viewer from `X-User`, as in REST."""
+async def get_context(request: Request, caller: CallerDep) -> GraphQLContext:
+    """FastAPI dependency: the caller (and its tenant and viewer) resolved as for REST."""
     runtime: Runtime = request.app.state.runtime
-    return GraphQLContext(request, runtime, tenant, viewer)
+    return GraphQLContext(request, runtime, caller)
 
 
 Info = strawberry.Info[GraphQLContext, None]
+
+
+def allow(info: Info, user: str | None = None) -> None:
+    """Apply the field's declared rule (`GRAPHQL_RULES`, the same as the REST route it
+    mirrors) to the caller; `user` is the user the field is about. Refusals become
+    errors with REST's code and status (AuthenticationError 401, PermissionDeniedError 403)."""
+    name = f"{info.operation.operation.value.title()}.{info.field_name}"
+    rule = GRAPHQL_RULES.get(name)
+    if rule is None:
+        raise UndeclaredRouteError(f"GraphQL field {name} declares no access rule")
+    check(info.context.caller, rule, user)
+
+
+def verify_fields_declared(*roots: type) -> None:
+    """Every root field (Query, Mutation) has an entry in `GRAPHQL_RULES`."""
+    missing = []
+    for root in roots:
+        definition = root.__strawberry_definition__  # type: ignore[attr-defined]
+        for field in definition.fields:
+            name = f"{definition.name}.{field.graphql_name or _camel(field.python_name)}"
+            if name not in GRAPHQL_RULES:
+                missing.append(name)
+    if missing:
+        raise UndeclaredRouteError(
+            "GraphQL fields without an access rule in GRAPHQL_RULES: " + ", ".join(missing)
+        )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

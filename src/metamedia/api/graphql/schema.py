@@ -14,7 +14,14 @@ import strawberry
 from pydantic import ValidationError
 from strawberry.fastapi import GraphQLRouter
 
-from metamedia.api.graphql.context import GraphQLContext, Info, allow, call, get_context
+from metamedia.api.graphql.context import (
+    GraphQLContext,
+    Info,
+    allow,
+    call,
+    get_context,
+    verify_fields_declared,
+)
 from metamedia.api.graphql.errors import ErrorCodes, ProductSchema
 from metamedia.api.graphql.inputs import (
     FusionInput,
@@ -43,7 +50,6 @@ from metamedia.api.graphql.types import (
 from metamedia.config import Settings
 from metamedia.domain import SearchRequest
 from metamedia.errors import InvalidRequestError
-from metamedia.services.access import Access
 from metamedia.services.validation import describe_validation_error
 
 MAX_CURSOR_CHARS = 200  # as REST's `cursor` query parameter
@@ -69,7 +75,7 @@ class Query:
         filters: SearchFiltersInput | None = None,
         fusion: FusionInput | None = None,
     ) -> SearchPage:
-        allow(info, Access.CATALOG_READ)
+        allow(info)
         ctx = info.context
         data: dict[str, Any] = {
             "query": query,
@@ -94,7 +100,7 @@ class Query:
 
     @strawberry.field(description="One catalog item (private ones only for their viewers).")
     async def media(self, info: Info, id: str) -> Media:
-        allow(info, Access.CATALOG_READ)
+        allow(info)
         ctx = info.context
         item = await call(ctx.runtime.catalog.get, id, ctx.tenant, ctx.viewer)
         return Media.from_item(item)
@@ -109,7 +115,7 @@ class Query:
         positive: list[str] | None = None,
         negative: list[str] | None = None,
     ) -> list[FeedItem]:
-        allow(info, Access.CATALOG_READ)
+        allow(info)
         return await similar_items(info, id, limit, user, positive, negative)
 
     @strawberry.field(description="A user's discovery feed, as `GET /v1/users/{id}/feed`.")
@@ -118,14 +124,14 @@ class Query:
     ) -> FeedPage:
         if cursor is not None and len(cursor) > MAX_CURSOR_CHARS:
             raise InvalidRequestError(f"cursor is longer than {MAX_CURSOR_CHARS} characters")
-        allow(info, Access.USER_READ, user)
+        allow(info, user)
         ctx = info.context
         page = await call(ctx.runtime.discovery.feed, ctx.tenant, user, limit, cursor)
         return FeedPage.from_model(page)
 
     @strawberry.field(description="A user profile with preferences, history and favorites.")
     async def user(self, info: Info, id: str) -> User:
-        allow(info, Access.USER_READ, id)
+        allow(info, id)
         ctx = info.context
         return User.from_record(await call(ctx.runtime.users.require, ctx.tenant, id))
 
@@ -134,13 +140,13 @@ class Query:
         metadata={COST_SIZE: 32},
     )
     async def themes(self, info: Info) -> list[Theme]:
-        allow(info, Access.CATALOG_READ)
+        allow(info)
         ctx = info.context
         return [Theme.from_dict(t) for t in await call(ctx.runtime.themes.list, ctx.tenant)]
 
     @strawberry.field(description="One theme, as `GET /v1/themes/{id}`.")
     async def theme(self, info: Info, id: int) -> Theme:
-        allow(info, Access.CATALOG_READ)
+        allow(info)
         ctx = info.context
         return Theme.from_dict(await call(ctx.runtime.themes.get, ctx.tenant, id, 1))
 
@@ -154,7 +160,7 @@ class Mutation:
     async def record_interaction(
         self, info: Info, user: str, events: list[InteractionInput]
     ) -> InteractionBatch:
-        allow(info, Access.USER_WRITE, user)
+        allow(info, user)
         ctx = info.context
         results = await call(ctx.runtime.users.record, ctx.tenant, user, plain(events))
         return InteractionBatch(
@@ -169,7 +175,7 @@ class Mutation:
         "`PUT /v1/media/{id}`; searchable once it returns."
     )
     async def upsert_media(self, info: Info, media: MediaInput) -> MediaUpsert:
-        allow(info, Access.CATALOG_WRITE)
+        allow(info)
         ctx = info.context
         item, status = await call(ctx.runtime.catalog.put, media.id, media.to_body(), ctx.tenant)
         return MediaUpsert(status=status, media=Media.from_item(item))
@@ -180,7 +186,7 @@ class Mutation:
     async def set_preferences(
         self, info: Info, user: str, preferences: PreferencesInput
     ) -> Preferences:
-        allow(info, Access.USER_WRITE, user)
+        allow(info, user)
         ctx = info.context
         saved = await call(ctx.runtime.users.set_preferences, ctx.tenant, user, plain(preferences))
         return Preferences.from_model(saved)
@@ -192,14 +198,16 @@ class Mutation:
     async def upsert_user(
         self, info: Info, id: str, preferences: PreferencesInput | None = None
     ) -> User:
-        allow(info, Access.USER_WRITE, id)
+        allow(info, id)
         ctx = info.context
         prefs = plain(preferences) if preferences is not None else None
         return User.from_record(await call(ctx.runtime.users.upsert, ctx.tenant, id, prefs))
 
 
 def build_schema(max_depth: int, max_cost: int) -> strawberry.Schema:
-    """The schema with its document limits and error codes."""
+    """The schema with its document limits and error codes; every root field must
+    declare its access rule in `GRAPHQL_RULES`, or the schema is not built."""
+    verify_fields_declared(Query, Mutation)
     return ProductSchema(
         query=Query,
         mutation=Mutation,

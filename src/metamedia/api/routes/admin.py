@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from metamedia.api.deps import RuntimeDep
 from metamedia.api.security import AdminKey
+from metamedia.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from metamedia.services.auth import DEFAULT_TENANT, Principal
 from metamedia.storage.sqlite_security import KeyRecord
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -18,6 +20,18 @@ class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128)
     scopes: list[str] = Field(min_length=1, max_length=3)
+    tenant: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The tenant the key acts for; default: the caller's (a platform "
+        "caller's default is 'default'). A tenant key may only name its own.",
+    )
+    platform: bool = Field(
+        default=False,
+        description="A platform key (no tenant; names one with X-Tenant). Only a "
+        "platform admin key may create one.",
+    )
 
 
 class KeyOut(BaseModel):
@@ -25,6 +39,7 @@ class KeyOut(BaseModel):
     name: str
     prefix: str
     scopes: list[str]
+    tenant: str | None = Field(description="null for a platform key")
     created_at: float
     revoked_at: float | None
 
@@ -48,24 +63,45 @@ def _key_out(record: KeyRecord) -> dict[str, Any]:
         "name": record.name,
         "prefix": record.prefix,
         "scopes": sorted(record.scopes),
+        "tenant": record.tenant,
         "created_at": record.created_at,
         "revoked_at": record.revoked_at,
     }
 
 
+def _visible(record: KeyRecord, admin: Principal) -> bool:
+    """A platform admin sees every key; a tenant's admin only that tenant's keys."""
+    return admin.platform or record.tenant == admin.tenant
+
+
 @router.get("/keys", response_model=list[KeyOut])
-def list_keys(runtime: RuntimeDep, _admin: AdminKey) -> list[KeyOut]:
-    return [KeyOut(**_key_out(r)) for r in runtime.keys.all()]
+def list_keys(runtime: RuntimeDep, admin: AdminKey) -> list[KeyOut]:
+    return [KeyOut(**_key_out(r)) for r in runtime.keys.all() if _visible(r, admin)]
 
 
 @router.post("/keys", response_model=IssuedKeyOut, status_code=201)
 def create_key(body: KeyIn, runtime: RuntimeDep, admin: AdminKey) -> IssuedKeyOut:
-    issued = runtime.keys.create(body.name, body.scopes, actor=admin.actor)
+    """Mint a key for one tenant (or, by a platform admin, a platform key)."""
+    if body.platform and body.tenant is not None:
+        raise InvalidRequestError("a key is either for one tenant or a platform key, not both")
+    if body.platform and not admin.platform:
+        raise PermissionDeniedError("only a platform key with 'admin' may create platform keys")
+    tenant = None if body.platform else (body.tenant or admin.tenant or DEFAULT_TENANT)
+    if not admin.platform and tenant != admin.tenant:
+        raise PermissionDeniedError(
+            f"key '{admin.name}' administers tenant {admin.tenant!r} only, not {tenant!r}"
+        )
+    issued = runtime.keys.create(body.name, body.scopes, actor=admin.actor, tenant=tenant)
     return IssuedKeyOut(**_key_out(issued.record), key=issued.secret)
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-def revoke_key(key_id: int, runtime: RuntimeDep, admin: AdminKey) -> Response:
+def revoke_key(
+    key_id: Annotated[int, Path(ge=1, le=2**62)], runtime: RuntimeDep, admin: AdminKey
+) -> Response:
+    record = runtime.keys.get(key_id)
+    if record is None or not _visible(record, admin):
+        raise NotFoundError(f"no active API key with id {key_id}")
     runtime.keys.revoke(key_id, actor=admin.actor)
     return Response(status_code=204)
 

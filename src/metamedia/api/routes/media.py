@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
+from metamedia.api.access import CallerDep
 from metamedia.api.deps import RuntimeDep, TenantDep, ViewerDep
 from metamedia.api.security import WriteKey
 from metamedia.errors import InvalidRequestError
@@ -33,17 +34,21 @@ def similar_media(
     media_id: str,
     runtime: RuntimeDep,
     tenant: TenantDep,
-    viewer: ViewerDep,
-    user: Annotated[str | None, Query(max_length=256)] = None,
+    caller: CallerDep,
+    user: Annotated[
+        str | None,
+        Query(max_length=256, description="Keys only: personalise for this user."),
+    ] = None,
     positive: Annotated[list[str] | None, Query()] = None,
     negative: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> list[FeedItem]:
-    """More like this; personalised with `user`, steered by positive / negative examples."""
+    """More like this; personalised with `user` (a key acting for them) or the caller's
+    own user, steered by positive / negative examples."""
     return runtime.recommend.similar(
         tenant,
         media_id,
-        user=user or viewer,
+        user=caller.act_as(user),
         positive=positive,
         negative=negative,
         limit=limit,

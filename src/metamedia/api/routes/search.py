@@ -47,7 +47,9 @@ def search_post(
 ) -> SearchResponse:
     """Search with the full request body (mode, paging, filters, fusion weights)."""
     if "tenant" in body or "user" in body:
-        raise InvalidRequestError("tenant and user come from the X-Tenant / X-User headers")
+        raise InvalidRequestError(
+            "tenant and user come from the credentials (keys may send X-Tenant / X-User)"
+        )
     request = _request({**body, "tenant": tenant, "user": viewer})
     return runtime.discovery.search(request, region=region)
 

@@ -1,11 +1,12 @@
 """`/v1/ws`: live feed refreshes and saved-search matches over one WebSocket.
 
 Protocol (JSON text frames):
-- authenticate with an API key in the upgrade request (`Authorization: Bearer` or
-  `X-API-Key`), or send `{"type": "auth", "key": ...}` or `{"type": "auth",
-  "token": ...}` (a user token from `POST /v1/users/{id}/token`) first; browsers
-  cannot set headers on a WebSocket. Add `"resume": <session>` to pick up the
-  subscriptions of a dropped connection.
+- authenticate with an API key or user token in the upgrade request
+  (`Authorization: Bearer` or `X-API-Key`), or send `{"type": "auth", "key": ...}`
+  or `{"type": "auth", "token": ...}` (a user token from `POST /v1/users/{id}/token`)
+  first; browsers cannot set headers on a WebSocket. Add `"resume": <session>` to
+  pick up the subscriptions of a dropped connection. The tenant comes from the
+  credentials: `X-Tenant` / `?tenant=` only for platform keys.
 - the server answers `ready` with the session id and heartbeat period, then:
   `subscribe_feed {user, limit}` → `feed` now and after each of the user's
   interactions; `subscribe_search {id, query, filters, mode}` → `subscribed`,
@@ -29,6 +30,8 @@ from pydantic import ValidationError
 
 from metamedia.api.security import presented_key
 from metamedia.errors import MetaMediaError
+from metamedia.services.access import Access, Caller, check, resolve
+from metamedia.services.auth import DEFAULT_TENANT
 from metamedia.services.live import Session, saved_search
 from metamedia.services.runtime import Runtime
 from metamedia.services.validation import describe_validation_error
@@ -42,12 +45,24 @@ POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 
 
+# Every client message type and its access rule (after authentication); the isolation
+# suite sends each of them as every kind of caller.
+MESSAGE_RULES: dict[str, Access] = {
+    "ping": Access.PUBLIC,
+    "subscribe_feed": Access.USER_READ,
+    "subscribe_search": Access.CATALOG_READ,
+    "unsubscribe": Access.PUBLIC,
+    "bye": Access.PUBLIC,
+}
+
+
 @dataclass(frozen=True)
 class _Caller:
     principal: str
     tenant: str
     bound_user: str | None
     resume: str | None
+    caller: Caller
 
 
 class _Refused(Exception):
@@ -91,7 +106,7 @@ async def live(websocket: WebSocket) -> None:
     pump = asyncio.create_task(_pump(websocket, session, runtime))
     ended = False
     try:
-        ended = await _serve(websocket, session, runtime, pump)
+        ended = await _serve(websocket, session, runtime, pump, caller.caller)
     finally:
         pump.cancel()
         if ended:
@@ -101,10 +116,14 @@ async def live(websocket: WebSocket) -> None:
 
 
 async def _authenticate(websocket: WebSocket, runtime: Runtime) -> _Caller:
+    """The connection's caller: a key or user token from the upgrade request, else from
+    the first message. The tenant comes from it (`X-Tenant` / `?tenant=` only for
+    platform keys); anonymous connections are refused."""
     headers = {k.lower(): v for k, v in websocket.headers.items()}
-    tenant = headers.get("x-tenant") or websocket.query_params.get("tenant") or "default"
+    claimed = headers.get("x-tenant") or websocket.query_params.get("tenant") or None
     resume = websocket.query_params.get("resume")
     secret = presented_key(headers)
+    token_text: str | None = None
     if secret is None:
         try:
             first = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
@@ -115,19 +134,32 @@ async def _authenticate(websocket: WebSocket, runtime: Runtime) -> _Caller:
             raise _Refused("the first message must be {'type': 'auth', ...}")
         resume = message.get("resume") or resume
         if isinstance(message.get("token"), str):
-            token = runtime.keys.verify_user_token(message["token"])
-            if token is None:
-                raise _Refused("the user token is invalid or expired")
-            return _Caller(f"user:{token.tenant}:{token.user}", token.tenant, token.user, resume)
-        secret = message.get("key") if isinstance(message.get("key"), str) else None
-    principal = runtime.keys.verify(secret) if secret else None
-    if principal is None:
+            token_text = message["token"]
+        else:
+            secret = message.get("key") if isinstance(message.get("key"), str) else None
+    key = runtime.keys.verify(secret) if secret else None
+    token = None
+    if key is None and (token_text or secret):
+        token = runtime.keys.verify_user_token(token_text or secret or "")
+        if token is None and token_text is not None:
+            raise _Refused("the user token is invalid or expired")
+    if key is None and token is None:
         raise _Refused("the API key is missing, unknown or revoked")
-    return _Caller(principal.actor, tenant, None, resume)
+    settings = runtime.settings
+    try:
+        caller = resolve(settings.anonymous, DEFAULT_TENANT, key, token, claimed)
+    except MetaMediaError as exc:
+        raise _Refused(exc.message) from exc
+    bound = caller.user if caller.kind == "user" else None
+    return _Caller(caller.actor, caller.tenant, bound, resume, caller)
 
 
 async def _serve(
-    websocket: WebSocket, session: Session, runtime: Runtime, pump: asyncio.Task[None]
+    websocket: WebSocket,
+    session: Session,
+    runtime: Runtime,
+    pump: asyncio.Task[None],
+    caller: Caller,
 ) -> bool:
     """Read client messages until it leaves; True when the client ended the session."""
     idle = runtime.settings.ws_idle_timeout_s
@@ -150,14 +182,16 @@ async def _serve(
             if message.get("type") == "bye":
                 await websocket.close(code=1000)
                 return True
-            await _handle(message, session, runtime)
+            await _handle(message, session, runtime, caller)
         except _BadMessage as exc:
             session.mailbox.put({"type": "error", "message": str(exc)})
         except MetaMediaError as exc:
             session.mailbox.put({"type": "error", "message": exc.message})
 
 
-async def _handle(message: dict[str, Any], session: Session, runtime: Runtime) -> None:
+async def _handle(
+    message: dict[str, Any], session: Session, runtime: Runtime, caller: Caller
+) -> None:
     kind = message.get("type")
     if kind == "ping":
         session.mailbox.put({"type": "pong", "ts": time.time()})
@@ -167,6 +201,7 @@ async def _handle(message: dict[str, Any], session: Session, runtime: Runtime) -
             raise _BadMessage("subscribe_feed needs a 'user'")
         if session.bound_user is not None and user != session.bound_user:
             raise _BadMessage("a user token can only subscribe to its own feed")
+        check(caller, MESSAGE_RULES["subscribe_feed"], user)
         limit = message.get("limit", 10)
         if not isinstance(limit, int) or not 1 <= limit <= 50:
             raise _BadMessage("limit must be an integer between 1 and 50")
@@ -178,6 +213,7 @@ async def _handle(message: dict[str, Any], session: Session, runtime: Runtime) -
         sub_id = message.get("id")
         if not isinstance(sub_id, str) or not 1 <= len(sub_id) <= 64:
             raise _BadMessage("subscribe_search needs an 'id' of 1-64 characters")
+        check(caller, MESSAGE_RULES["subscribe_search"])
         if sub_id not in session.searches and len(session.searches) >= MAX_SAVED_SEARCHES:
             raise _BadMessage(f"at most {MAX_SAVED_SEARCHES} saved searches per connection")
         try:

@@ -41,11 +41,19 @@ NO_STORE = {"Cache-Control": "no-store"}
 def open_session(request: Request, principal: Principal) -> str:
     """A signed, expiring session cookie naming the verified key (never the key itself).
 
-    Stateless, so every worker process accepts it; revoking the key ends it at once
-    (checked per request), and otherwise it lapses after `SESSION_TTL_S`.
+    Stateless, so every worker process accepts it. It carries the key's fingerprint,
+    re-checked per request: revoking the key, or changing `METAMEDIA_ADMIN_KEY` for a
+    bootstrap session, ends it at once; otherwise it lapses after `SESSION_TTL_S`.
     """
-    claims = {"k": principal.key_id, "n": principal.name, "s": sorted(principal.scopes)}
-    return runtime_of(request).keys.seal(SESSION_PURPOSE, claims, SESSION_TTL_S)
+    keys = runtime_of(request).keys
+    claims = {
+        "k": principal.key_id,
+        "n": principal.name,
+        "s": sorted(principal.scopes),
+        "t": principal.tenant,
+        "f": keys.fingerprint(principal),
+    }
+    return keys.seal(SESSION_PURPOSE, claims, SESSION_TTL_S)
 
 
 def admin_of(request: Request) -> Principal | None:
@@ -55,18 +63,21 @@ def admin_of(request: Request) -> Principal | None:
     if claims is None:
         return None
     key_id = claims.get("k")
+    tenant = claims.get("t")
     principal = Principal(
         key_id if isinstance(key_id, int) else None,
         str(claims.get("n", "")),
         frozenset(str(scope) for scope in claims.get("s", [])),
+        tenant if isinstance(tenant, str) else None,
     )
-    if not principal.allows("admin"):
+    if not principal.allows("admin") or not principal.platform:
         return None
-    if principal.key_id is not None:
-        # A key revoked after sign-in ends its sessions too.
-        active = {k.pk for k in runtime.keys.all() if k.revoked_at is None}
-        if principal.key_id not in active:
-            return None
+    # The key behind the session must be the one that opened it: a revoked key, or a
+    # changed bootstrap key, ends its sessions.
+    current = runtime.keys.fingerprint(principal)
+    stored = claims.get("f")
+    if current is None or not isinstance(stored, str) or not hmac.compare_digest(current, stored):
+        return None
     return principal
 
 
@@ -94,9 +105,10 @@ def login(request: Request, key: Annotated[str, Form(max_length=256)] = "") -> R
     """Check the key once; on success hand out a session cookie, never the key."""
     runtime = runtime_of(request)
     principal = runtime.keys.verify(key.strip()) if key.strip() else None
-    if principal is None or not principal.allows("admin"):
+    if principal is None or not principal.allows("admin") or not principal.platform:
         message = (
-            "That key was not accepted: it is unknown, revoked or lacks the admin scope."
+            "That key was not accepted: it is unknown, revoked, lacks the admin scope or "
+            "is bound to one tenant (the dashboard spans every tenant: use a platform key)."
             if runtime.keys.configured
             else "No admin key exists yet: set METAMEDIA_ADMIN_KEY or run "
             "`metamedia keys create --scope admin`, then sign in with it."

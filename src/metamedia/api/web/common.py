@@ -31,7 +31,7 @@ from metamedia.services.runtime import Runtime
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
-TENANT = "default"  # the web UI serves the default tenant
+TENANT = "default"  # the web UI serves the default tenant, as anonymous API callers see
 USER_COOKIE = "mm_user"
 CSRF_COOKIE = "mm_csrf"
 CSRF_FIELD = "csrf"
@@ -168,20 +168,50 @@ def clean_user_id(value: str | None) -> str | None:
     return value
 
 
+USER_PURPOSE = "web-user"
+USER_COOKIE_TTL_S = 30 * 86_400.0
+
+
+def user_cookie(request: Request, user: str, proof: str) -> str:
+    """The signed profile cookie: which user of the web tenant this browser acts as, and
+    how that was proven ('token': a user token; 'open': the demo's open mode)."""
+    claims = {"t": TENANT, "u": user, "p": proof}
+    return runtime_of(request).keys.seal(USER_PURPOSE, claims, USER_COOKIE_TTL_S)
+
+
 def active_user(request: Request) -> str | None:
-    """The user the visitor acts as (a plain id in a cookie: this is a demo identity,
-    not authentication), or None when none is chosen or it no longer exists."""
+    """The user the visitor proved to be (a signed cookie; a forged or edited one is
+    ignored), or None when none is chosen, it no longer exists, or it was chosen in
+    the demo's open mode and this deployment is not open."""
     if hasattr(request.state, "active_user"):
         known: str | None = request.state.active_user
         return known
-    user = clean_user_id(request.cookies.get(USER_COOKIE))
+    runtime = runtime_of(request)
+    claims = runtime.keys.unseal(USER_PURPOSE, request.cookies.get(USER_COOKIE))
+    user = None
+    if claims is not None and claims.get("t") == TENANT:
+        user = clean_user_id(claims.get("u") if isinstance(claims.get("u"), str) else None)
+        if claims.get("p") == "open" and runtime.settings.anonymous != "open":
+            user = None
     if user is not None:
         try:
-            runtime_of(request).users.require(TENANT, user)
+            runtime.users.require(TENANT, user)
         except NotFoundError:
             user = None
     request.state.active_user = user
     return user
+
+
+def catalog_pages_gate(request: Request) -> None:
+    """Catalog pages follow the API's anonymous setting: with METAMEDIA_ANONYMOUS=off
+    only a visitor who proved who they are (a user token, on the feed page) sees them."""
+    if runtime_of(request).settings.anonymous == "off" and active_user(request) is None:
+        raise WebError(
+            401,
+            "Sign in first",
+            "This deployment shows its catalog to signed-in users only: open the feed "
+            "page and paste the user token your service gave you.",
+        )
 
 
 def secure_cookies(request: Request) -> bool:

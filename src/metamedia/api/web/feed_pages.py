@@ -19,11 +19,13 @@ from metamedia.api.web.common import (
     USER_COOKIE,
     WebError,
     active_user,
+    catalog_pages_gate,
     clean_user_id,
     render,
     require_csrf,
     runtime_of,
     secure_cookies,
+    user_cookie,
 )
 from metamedia.api.web.search_pages import item_cards, poster_url
 from metamedia.errors import InvalidRequestError, MetaMediaError, NotFoundError
@@ -108,8 +110,12 @@ def _themes(request: Request) -> tuple[list[dict[str, Any]], str | None]:
 def feed_page(request: Request, cursor: str | None = None) -> HTMLResponse:
     """The active user's feed with reasons, or the user picker when nobody is chosen."""
     user = active_user(request)
-    themes, themes_note = _themes(request)
+    themes: list[dict[str, Any]] = []
+    themes_note: str | None = "Sign in to browse themes."
+    if user is not None or runtime_of(request).settings.anonymous != "off":
+        themes, themes_note = _themes(request)
     context: dict[str, Any] = {
+        "open_mode": runtime_of(request).settings.anonymous == "open",
         "personas": _personas(request),
         "themes": themes,
         "themes_note": themes_note,
@@ -126,24 +132,37 @@ def feed_page(request: Request, cursor: str | None = None) -> HTMLResponse:
 
 @router.post("/feed/user", dependencies=[Depends(require_csrf)])
 def choose_user(
-    request: Request, user: Annotated[str, Form(max_length=256)] = ""
+    request: Request,
+    user: Annotated[str, Form(max_length=256)] = "",
+    token: Annotated[str, Form(max_length=2048)] = "",
 ) -> RedirectResponse:
-    """Act as a demo user or any typed id (created on first use, like `PUT /v1/users/{id}`)."""
-    chosen = clean_user_id(user)
+    """Sign in with a user token; in the demo's open mode, also act as a demo user or any
+    typed id (created on first use, like `PUT /v1/users/{id}`). The browser gets a
+    signed cookie either way, so nobody becomes a user by editing a cookie."""
+    runtime = runtime_of(request)
+    chosen: str | None
+    if token.strip():
+        chosen, proof = _token_user(request, token.strip()), "token"
+    else:
+        _open_mode_only(request)
+        chosen, proof = clean_user_id(user), "open"
     if chosen is None:
         raise WebError(
             422, "Choose a user", "Pick a demo user or type a user id (1-256 characters)."
         )
-    users = runtime_of(request).users
+    users = runtime.users
     try:
         users.require(TENANT, chosen)
-    except NotFoundError:
-        _writes_allowed(request)
+    except NotFoundError as exc:
+        if proof != "open":
+            raise WebError(
+                404, "No such user", "That token names a user who has no profile."
+            ) from exc
         users.upsert(TENANT, chosen, None)
     response = RedirectResponse("/feed", status_code=303)
     response.set_cookie(
         USER_COOKIE,
-        chosen,
+        user_cookie(request, chosen, proof),
         max_age=USER_COOKIE_MAX_AGE,
         httponly=True,
         samesite="lax",
@@ -153,22 +172,32 @@ def choose_user(
     return response
 
 
+def _token_user(request: Request, token: str) -> str:
+    claims = runtime_of(request).keys.verify_user_token(token)
+    if claims is None or claims.tenant != TENANT:
+        raise WebError(
+            401, "Token not accepted", "That user token is unknown, expired or for another site."
+        )
+    return claims.user
+
+
+def _open_mode_only(request: Request) -> None:
+    """Choosing a profile by name is a claim, not a proof: only the demo's open mode
+    (METAMEDIA_ANONYMOUS=open, which `metamedia demo` turns on) accepts it."""
+    if runtime_of(request).settings.anonymous != "open":
+        raise WebError(
+            403,
+            "Sign in with a user token",
+            "This deployment needs proof of who you are: paste the user token your "
+            "service gave you (profiles by name are for demos, METAMEDIA_ANONYMOUS=open).",
+        )
+
+
 @router.post("/feed/signout", dependencies=[Depends(require_csrf)])
 def sign_out() -> RedirectResponse:
     response = RedirectResponse("/feed", status_code=303)
     response.delete_cookie(USER_COOKIE, path="/")
     return response
-
-
-def _writes_allowed(request: Request) -> None:
-    """The pages write as an anonymous end user: only where the API lets them too."""
-    if not runtime_of(request).settings.public_user_writes:
-        raise WebError(
-            403,
-            "Reactions are switched off here",
-            "This deployment requires an API key for user writes "
-            "(METAMEDIA_PUBLIC_USER_WRITES=false), so the web pages are read-only.",
-        )
 
 
 def _safe_next(target: str) -> str:
@@ -185,8 +214,8 @@ def react(
     action: Annotated[str, Form()],
     next: Annotated[str, Form(max_length=2000)] = "/feed",
 ) -> Response:
-    """Record like / dislike / watched / skip for the active user, then show the new feed."""
-    _writes_allowed(request)
+    """Record like / dislike / watched / skip for the active user (proven by the signed
+    cookie), then show the new feed."""
     user = active_user(request)
     if user is None:
         raise WebError(409, "Choose a user first", "Pick who you are on the feed page first.")
@@ -205,13 +234,15 @@ def react(
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
-@router.get("/themes", response_class=HTMLResponse)
+@router.get("/themes", response_class=HTMLResponse, dependencies=[Depends(catalog_pages_gate)])
 def themes_page(request: Request) -> HTMLResponse:
     themes, note = _themes(request)
     return render(request, "themes.html", {"themes": themes, "themes_note": note})
 
 
-@router.get("/themes/{theme_id}", response_class=HTMLResponse)
+@router.get(
+    "/themes/{theme_id}", response_class=HTMLResponse, dependencies=[Depends(catalog_pages_gate)]
+)
 def theme_page(request: Request, theme_id: str) -> HTMLResponse:
     """One theme's most central items."""
     try:

@@ -12,11 +12,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from metamedia.api.web.common import TENANT, WebError, active_user, render, runtime_of
+from metamedia.api.web.common import (
+    TENANT,
+    WebError,
+    active_user,
+    catalog_pages_gate,
+    render,
+    runtime_of,
+)
 from metamedia.domain import MEDIA_TYPES, Explanation, SearchRequest, search_request_from_params
 from metamedia.engine.payload import AttributeFilter
 from metamedia.errors import MetaMediaError, NotFoundError
@@ -228,7 +235,7 @@ def poster_url(url: str | None) -> str | None:
     return None
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, dependencies=[Depends(catalog_pages_gate)])
 def search_page(request: Request) -> HTMLResponse:
     """Search box, mode switch, filters with counts, result cards, paging."""
     viewer = active_user(request)
@@ -296,7 +303,11 @@ def item_cards(request: Request, ids: list[str], viewer: str | None) -> dict[str
     return found
 
 
-@router.get("/media/{media_id:path}", response_class=HTMLResponse)
+@router.get(
+    "/media/{media_id:path}",
+    response_class=HTMLResponse,
+    dependencies=[Depends(catalog_pages_gate)],
+)
 def item_page(request: Request, media_id: str) -> HTMLResponse:
     """One item's details and "more like this" (leaning to the active user's taste)."""
     runtime = runtime_of(request)
