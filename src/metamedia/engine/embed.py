@@ -7,7 +7,9 @@ vectors (cosine > 0.9999):
 - `onnx` (default): the BERT encoder exported once to ONNX with torch and run
   by onnxruntime, with the model's own tokenizer and mean pooling. A query
   costs a few milliseconds instead of tens, and batches run about twice as
-  fast, which is what the search latency budget needs.
+  fast, which is what the search latency budget needs. The export runs in a
+  child process (engine/onnx_export.py), so a process that only serves never
+  imports torch or transformers.
 - `torch`: sentence-transformers itself, the reference implementation.
 
 Models load lazily on first use, so commands that never embed start fast.
@@ -16,20 +18,20 @@ Models load lazily on first use, so commands that never embed start fast.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from metamedia.engine.onnx_export import ONNX_OPSET, export_in_subprocess, offline_environment
 from metamedia.engine.vectors import FloatArray, normalize
 
 MODEL_DIM = 384
-ONNX_OPSET = 17
 
 
 class Embedder(Protocol):
@@ -42,11 +44,7 @@ class Embedder(Protocol):
 
 
 def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    offline_environment()
 
 
 def model_directory() -> Path:
@@ -90,60 +88,40 @@ class SentenceTransformerEmbedder:
         return normalize(vectors)
 
 
+def _package_version(name: str) -> str:
+    """Installed version without importing the package (importing torch costs ~300 MB)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
 def _fingerprint(model_dir: Path) -> str:
     """Identifies the weights and exporter, so a changed model gets a fresh export."""
-    import torch
-
     digest = hashlib.sha256()
     for name in ("config.json", "tokenizer.json", "model.safetensors"):
         path = model_dir / name
         digest.update(name.encode())
         digest.update(str(path.stat().st_size).encode() if path.exists() else b"-")
     digest.update((model_dir / "config.json").read_bytes())
-    digest.update(f"torch={torch.__version__};opset={ONNX_OPSET}".encode())
+    # Same string as torch.__version__ (local tag included), so earlier exports stay valid.
+    digest.update(f"torch={_package_version('torch')};opset={ONNX_OPSET}".encode())
     return digest.hexdigest()[:16]
 
 
-def export_onnx(model_dir: Path, target: Path) -> Path:
-    """Export the transformer encoder to ONNX (once; atomic rename for concurrent callers)."""
-    _offline()
-    import torch
-    from transformers import AutoModel
+def onnx_model_path(name: str, cache_dir: Path | None = None) -> Path:
+    """Where the exported encoder for `name` and the installed weights lives."""
+    model_dir = model_directory()
+    cache = cache_dir or model_dir.parent / "_onnx"
+    return cache / f"{name}-{_fingerprint(model_dir)}.onnx"
 
-    model = AutoModel.from_pretrained(str(model_dir)).eval()
 
-    class _Encoder(torch.nn.Module):
-        # Keyword arguments: positional calls mis-bind token_type_ids in recent transformers.
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            out = self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            )
-            return out.last_hidden_state
-
-    sample = torch.ones((2, 8), dtype=torch.long)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp-{os.getpid()}")
-    with torch.no_grad(), warnings.catch_warnings():
-        # The TorchScript exporter is deprecated but needs no onnxscript; it is what we pin.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _Encoder(model),
-            (sample, sample, torch.zeros_like(sample)),
-            str(tmp),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-        )
-    os.replace(tmp, target)
-    return target
+def ensure_onnx(name: str = "all-MiniLM-L6-v2", cache_dir: Path | None = None) -> Path:
+    """The exported encoder, exporting it first (in a child process) when missing."""
+    path = onnx_model_path(name, cache_dir)
+    if not path.exists():
+        export_in_subprocess(model_directory(), path)
+    return path
 
 
 class OnnxEmbedder:
@@ -172,10 +150,7 @@ class OnnxEmbedder:
             from tokenizers import Tokenizer
 
             model_dir = model_directory()
-            cache = self.cache_dir or model_dir.parent / "_onnx"
-            path = cache / f"{self.name}-{_fingerprint(model_dir)}.onnx"
-            if not path.exists():
-                export_onnx(model_dir, path)
+            path = ensure_onnx(self.name, self.cache_dir)
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1

@@ -1,0 +1,120 @@
+"""One-time export of the MiniLM encoder to ONNX, in its own process.
+
+Serving runs the model on onnxruntime and needs no torch; only this export
+does. Importing torch costs a serving process ~170 MB of resident memory for
+good (a module is never unloaded), so the export runs as a child interpreter
+(by hand: `python -m metamedia.engine.onnx_export MODEL_DIR TARGET`). The
+file appears by atomic rename, so concurrent exporters (several workers
+starting at once) never read a half-written model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+ONNX_OPSET = 17
+EXPORT_TIMEOUT_S = 900.0
+_CHILD = "import sys; from metamedia.engine.onnx_export import main; sys.exit(main(sys.argv[1:]))"
+
+
+def offline_environment() -> None:
+    """Never reach the Hugging Face hub: the weights ship in a package."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def export_onnx(model_dir: Path, target: Path) -> Path:
+    """Export the transformer encoder to `target` in this process (imports torch)."""
+    offline_environment()
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+
+    class _Encoder(torch.nn.Module):
+        # Keyword arguments: positional calls mis-bind token_type_ids in recent transformers.
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            out = self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+            return out.last_hidden_state
+
+    sample = torch.ones((2, 8), dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp-{os.getpid()}")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter is deprecated but needs no onnxscript; it is what we pin.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Encoder(model),
+                (sample, sample, torch.zeros_like(sample)),
+                str(tmp),
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def export_in_subprocess(
+    model_dir: Path, target: Path, timeout_s: float = EXPORT_TIMEOUT_S
+) -> Path:
+    """Export in a child interpreter so torch never enters the calling process.
+
+    Raises RuntimeError with the child's last output lines when the export fails
+    (torch missing from a serving-only install, disk full, ...).
+    """
+    # `-c`, not `-m`: importing the package already imports this module, and runpy
+    # warns about running a module that is already loaded.
+    command = [sys.executable, "-c", _CHILD, str(model_dir), str(target)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"ONNX export of {model_dir} took over {timeout_s:.0f} s") from exc
+    if done.returncode != 0 or not target.exists():
+        tail = "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-15:])
+        raise RuntimeError(
+            f"ONNX export of {model_dir} failed (exit {done.returncode}); it needs torch and "
+            f"transformers installed, or a ready file at {target}.\n{tail}"
+        )
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m metamedia.engine.onnx_export",
+        description="Export the sentence encoder to ONNX (used once per model and exporter).",
+    )
+    parser.add_argument("model_dir", type=Path, help="folder with config.json and the weights")
+    parser.add_argument("target", type=Path, help="the .onnx file to write")
+    args = parser.parse_args(argv)
+    export_onnx(args.model_dir, args.target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
