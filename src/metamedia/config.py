@@ -169,8 +169,18 @@ class Settings(BaseSettings):
     graphql_max_cost: int = Field(
         default=5000,
         ge=1,
-        description="Most a GraphQL operation may cost: each field counts once per value it "
-        "yields, multiplied by the `limit` of every list above it.",
+        description="Most a GraphQL operation may cost: each field counts its weight (1 for "
+        "a value, far more for search, feed and similar) once per value it yields, "
+        "multiplied by the `limit` of every list above it.",
+    )
+    graphql_budget_per_minute: int = Field(
+        default=20_000,
+        ge=1,
+        description="GraphQL cost an end user (token) or anonymous IP may spend per minute; "
+        "past it, 429 with Retry-After before any resolver runs.",
+    )
+    graphql_key_budget_per_minute: int = Field(
+        default=200_000, ge=1, description="GraphQL cost one API key may spend per minute."
     )
 
     # -- feature flags and experiments

@@ -5,11 +5,19 @@ ours: GraphQL lets one request fan out (`search(limit: 100) { results { media {
 similar(limit: 100) ... } } }`), and neither depth nor size catches that, so
 each document is priced before execution and refused when too dear.
 
-Cost model: every selected field costs 1 per time it is produced. A field with a
-`limit` argument produces its children `limit` times (the literal, the variable's
-value, or the schema default); a list field without one produces them
-`cost_size` times, declared on the field as `metadata={COST_SIZE: n}`
-(default `DEFAULT_LIST_SIZE`). Introspection fields are free.
+Cost model (work, not fields): every selected field costs its weight per time it
+is produced. A scalar or a field read from a value already loaded weighs 1; a
+resolver that does real work declares `metadata={COST_WEIGHT: n}` (a search
+embeds a query and walks the index, a `similar` walks it again), so twelve
+aliased searches each asking `similar` under every hit price at what they would
+run, not at how many fields they name. A field with a `limit` argument produces
+its children `limit` times (the literal, the variable's value, or the schema
+default); a list field without one produces them `cost_size` times, declared as
+`metadata={COST_SIZE: n}` (default `DEFAULT_LIST_SIZE`). Introspection is free.
+
+A document dearer than `graphql_max_cost` is refused outright; a cheaper one is
+charged to its caller's per-minute budget (`budget.py`), and refused with 429
+once that is spent. Both happen during validation: no resolver has run.
 """
 
 from __future__ import annotations
@@ -44,7 +52,18 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
+from metamedia.api.graphql.budget import CostBudget
+
 COST_SIZE = "cost_size"
+COST_WEIGHT = "cost_weight"
+# Weights, in units of one scalar read. Measured order of magnitude, not a promise:
+# a search embeds the query and walks the index plus FTS; a feed ranks hundreds of
+# candidates; `similar` is one more index walk; a look-up is one or two queries.
+WEIGHT_SEARCH = 50
+WEIGHT_FEED = 50
+WEIGHT_SIMILAR = 25
+WEIGHT_WRITE = 20
+WEIGHT_LOOKUP = 2
 DEFAULT_LIST_SIZE = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 5000
@@ -93,10 +112,14 @@ class _Pricer:
         if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             return 1
         definition = parent.fields.get(node.name.value)
-        if definition is None or node.selection_set is None:
-            return 1  # a scalar, or an unknown field the standard rules report
+        if definition is None:
+            return 1  # an unknown field: the standard rules report it
+        weight = int(_metadata(definition).get(COST_WEIGHT, 1))
+        if node.selection_set is None:
+            return weight
         child = get_named_type(definition.type)
-        return 1 + self.size(node, definition) * self.selections(node.selection_set, child, seen)
+        nested = self.selections(node.selection_set, child, seen)
+        return weight + self.size(node, definition) * nested
 
     def size(self, node: FieldNode, definition: GraphQLField) -> int:
         """How many times this field produces its children."""
@@ -108,10 +131,7 @@ class _Pricer:
             output = output.of_type
         if not isinstance(output, GraphQLList):
             return 1
-        declared = definition.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-        metadata: Mapping[str, Any] = getattr(declared, "metadata", None) or {}
-        size = metadata.get(COST_SIZE, DEFAULT_LIST_SIZE)
-        return int(size)
+        return int(_metadata(definition).get(COST_SIZE, DEFAULT_LIST_SIZE))
 
     def _argument(self, node: FieldNode, name: str, default: Any) -> Any:
         for argument in node.arguments or ():
@@ -127,6 +147,13 @@ class _Pricer:
                 return self.defaults.get(variable, default)
             return None
         return None if default is Undefined else default
+
+
+def _metadata(definition: GraphQLField) -> Mapping[str, Any]:
+    """The `metadata` a Strawberry field was declared with (empty when none)."""
+    declared = definition.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    metadata: Mapping[str, Any] = getattr(declared, "metadata", None) or {}
+    return metadata
 
 
 def operation_cost(
@@ -147,8 +174,14 @@ def operation_cost(
     return pricer.selections(operation.selection_set, root, frozenset())
 
 
-def cost_rule(max_cost: int, variables: Mapping[str, Any]) -> type[ValidationRule]:
-    """A validation rule pricing every operation in the document with these variables."""
+def cost_rule(
+    max_cost: int,
+    variables: Mapping[str, Any],
+    operation_name: str | None = None,
+    charge: Callable[[int], GraphQLError | None] | None = None,
+) -> type[ValidationRule]:
+    """A validation rule pricing every operation in the document with these variables,
+    then charging the one that will run to the caller's budget (`charge`)."""
 
     class CostLimit(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
@@ -159,48 +192,62 @@ def cost_rule(max_cost: int, variables: Mapping[str, Any]) -> type[ValidationRul
                 for d in document.definitions
                 if isinstance(d, FragmentDefinitionNode)
             }
+            to_run, refused = 0, False
             for operation in document.definitions:
                 if not isinstance(operation, OperationDefinitionNode):
                     continue
                 cost = operation_cost(context.schema, operation, fragments, variables)
+                name = operation.name.value if operation.name else None
                 if cost > max_cost:
-                    name = operation.name.value if operation.name else "anonymous"
-                    context.report_error(
-                        GraphQLError(
-                            f"operation '{name}' costs {cost}, over the limit of {max_cost}: "
-                            "ask for smaller `limit`s or fewer nested lists",
-                            operation,
-                            extensions={
-                                "code": QUERY_TOO_COSTLY,
-                                "status": 400,
-                                "cost": cost,
-                                "maxCost": max_cost,
-                            },
-                        )
-                    )
+                    refused = True
+                    context.report_error(_too_costly(operation, name, cost, max_cost))
+                elif operation_name is None or name == operation_name:
+                    to_run += cost
+            if charge is not None and not refused and to_run:
+                error = charge(to_run)
+                if error is not None:
+                    context.report_error(error)
 
     return CostLimit
 
 
-class CostLimiter(SchemaExtension):
-    """Adds the cost rule per operation, so that variables (`limit: $n`) are priced too."""
+def _too_costly(
+    operation: OperationDefinitionNode, name: str | None, cost: int, max_cost: int
+) -> GraphQLError:
+    return GraphQLError(
+        f"operation '{name or 'anonymous'}' costs {cost}, over the limit of {max_cost}: "
+        "ask for smaller `limit`s or fewer nested lists",
+        operation,
+        extensions={"code": QUERY_TOO_COSTLY, "status": 400, "cost": cost, "maxCost": max_cost},
+    )
 
-    def __init__(self, max_cost: int) -> None:
+
+class CostLimiter(SchemaExtension):
+    """Adds the cost rule per operation, so that variables (`limit: $n`) are priced too,
+    and charges the caller's budget when one is given."""
+
+    def __init__(self, max_cost: int, budget: CostBudget | None = None) -> None:
         self.max_cost = max_cost
+        self.budget = budget
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
-        rule = cost_rule(self.max_cost, context.variables or {})
+        charge = None
+        if self.budget is not None:
+            charge = partial(self.budget.charge_request, context.context)
+        rule = cost_rule(self.max_cost, context.variables or {}, context.operation_name, charge)
         context.validation_rules = (*context.validation_rules, rule)
         yield
 
 
-def limit_extensions(max_depth: int, max_cost: int) -> list[Callable[[], SchemaExtension]]:
+def limit_extensions(
+    max_depth: int, max_cost: int, budget: CostBudget | None = None
+) -> list[Callable[[], SchemaExtension]]:
     """Every document limit, cheapest first; factories, so each request gets its own
     instances (a shared instance would share `execution_context` across requests)."""
     return [
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
         partial(QueryDepthLimiter, max_depth=max_depth),
-        partial(CostLimiter, max_cost),
+        partial(CostLimiter, max_cost, budget),
     ]

@@ -14,6 +14,7 @@ import strawberry
 from pydantic import ValidationError
 from strawberry.fastapi import GraphQLRouter
 
+from metamedia.api.graphql.budget import CostBudget
 from metamedia.api.graphql.context import (
     GraphQLContext,
     Info,
@@ -32,7 +33,16 @@ from metamedia.api.graphql.inputs import (
     SearchMode,
     plain,
 )
-from metamedia.api.graphql.limits import COST_SIZE, limit_extensions
+from metamedia.api.graphql.limits import (
+    COST_SIZE,
+    COST_WEIGHT,
+    WEIGHT_FEED,
+    WEIGHT_LOOKUP,
+    WEIGHT_SEARCH,
+    WEIGHT_SIMILAR,
+    WEIGHT_WRITE,
+    limit_extensions,
+)
 from metamedia.api.graphql.types import (
     FeedItem,
     FeedPage,
@@ -64,7 +74,10 @@ def _search_request(data: dict[str, Any]) -> SearchRequest:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Hybrid / semantic / keyword search, as `POST /v1/search`.")
+    @strawberry.field(
+        description="Hybrid / semantic / keyword search, as `POST /v1/search`.",
+        metadata={COST_WEIGHT: WEIGHT_SEARCH},
+    )
     async def search(
         self,
         info: Info,
@@ -98,14 +111,20 @@ class Query:
             next_offset=response.next_offset,
         )
 
-    @strawberry.field(description="One catalog item (private ones only for their viewers).")
+    @strawberry.field(
+        description="One catalog item (private ones only for their viewers).",
+        metadata={COST_WEIGHT: WEIGHT_LOOKUP},
+    )
     async def media(self, info: Info, id: str) -> Media:
         allow(info)
         ctx = info.context
         item = await call(ctx.runtime.catalog.get, id, ctx.tenant, ctx.viewer)
         return Media.from_item(item)
 
-    @strawberry.field(description="More like this, as `GET /v1/media/{id}/similar`.")
+    @strawberry.field(
+        description="More like this, as `GET /v1/media/{id}/similar`.",
+        metadata={COST_WEIGHT: WEIGHT_SIMILAR},
+    )
     async def similar(
         self,
         info: Info,
@@ -118,7 +137,10 @@ class Query:
         allow(info)
         return await similar_items(info, id, limit, user, positive, negative)
 
-    @strawberry.field(description="A user's discovery feed, as `GET /v1/users/{id}/feed`.")
+    @strawberry.field(
+        description="A user's discovery feed, as `GET /v1/users/{id}/feed`.",
+        metadata={COST_WEIGHT: WEIGHT_FEED},
+    )
     async def discovery_feed(
         self, info: Info, user: str, limit: int = 20, cursor: str | None = None
     ) -> FeedPage:
@@ -129,7 +151,10 @@ class Query:
         page = await call(ctx.runtime.discovery.feed, ctx.tenant, user, limit, cursor)
         return FeedPage.from_model(page)
 
-    @strawberry.field(description="A user profile with preferences, history and favorites.")
+    @strawberry.field(
+        description="A user profile with preferences, history and favorites.",
+        metadata={COST_WEIGHT: WEIGHT_LOOKUP},
+    )
     async def user(self, info: Info, id: str) -> User:
         allow(info, id)
         ctx = info.context
@@ -137,14 +162,16 @@ class Query:
 
     @strawberry.field(
         description="The catalog's themes (after `metamedia train`).",
-        metadata={COST_SIZE: 32},
+        metadata={COST_SIZE: 32, COST_WEIGHT: WEIGHT_LOOKUP},
     )
     async def themes(self, info: Info) -> list[Theme]:
         allow(info)
         ctx = info.context
         return [Theme.from_dict(t) for t in await call(ctx.runtime.themes.list, ctx.tenant)]
 
-    @strawberry.field(description="One theme, as `GET /v1/themes/{id}`.")
+    @strawberry.field(
+        description="One theme, as `GET /v1/themes/{id}`.", metadata={COST_WEIGHT: WEIGHT_LOOKUP}
+    )
     async def theme(self, info: Info, id: int) -> Theme:
         allow(info)
         ctx = info.context
@@ -155,7 +182,8 @@ class Query:
 class Mutation:
     @strawberry.mutation(
         description="Record a user's events (view, like, dislike, rate...); per-event results, "
-        "as `POST /v1/users/{id}/interactions`."
+        "as `POST /v1/users/{id}/interactions`.",
+        metadata={COST_WEIGHT: WEIGHT_WRITE},
     )
     async def record_interaction(
         self, info: Info, user: str, events: list[InteractionInput]
@@ -172,7 +200,8 @@ class Mutation:
 
     @strawberry.mutation(
         description="Create or replace one catalog item (needs a `write` key), as "
-        "`PUT /v1/media/{id}`; searchable once it returns."
+        "`PUT /v1/media/{id}`; searchable once it returns.",
+        metadata={COST_WEIGHT: WEIGHT_WRITE},
     )
     async def upsert_media(self, info: Info, media: MediaInput) -> MediaUpsert:
         allow(info)
@@ -181,7 +210,8 @@ class Mutation:
         return MediaUpsert(status=status, media=Media.from_item(item))
 
     @strawberry.mutation(
-        description="Replace a user's preferences, as `PUT /v1/users/{id}/preferences`."
+        description="Replace a user's preferences, as `PUT /v1/users/{id}/preferences`.",
+        metadata={COST_WEIGHT: WEIGHT_WRITE},
     )
     async def set_preferences(
         self, info: Info, user: str, preferences: PreferencesInput
@@ -193,7 +223,8 @@ class Mutation:
 
     @strawberry.mutation(
         description="Create a user (idempotent), optionally with preferences, as "
-        "`PUT /v1/users/{id}`."
+        "`PUT /v1/users/{id}`.",
+        metadata={COST_WEIGHT: WEIGHT_WRITE},
     )
     async def upsert_user(
         self, info: Info, id: str, preferences: PreferencesInput | None = None
@@ -204,20 +235,23 @@ class Mutation:
         return User.from_record(await call(ctx.runtime.users.upsert, ctx.tenant, id, prefs))
 
 
-def build_schema(max_depth: int, max_cost: int) -> strawberry.Schema:
+def build_schema(
+    max_depth: int, max_cost: int, budget: CostBudget | None = None
+) -> strawberry.Schema:
     """The schema with its document limits and error codes; every root field must
     declare its access rule in `GRAPHQL_RULES`, or the schema is not built."""
     verify_fields_declared(Query, Mutation)
     return ProductSchema(
         query=Query,
         mutation=Mutation,
-        extensions=[*limit_extensions(max_depth, max_cost), ErrorCodes],
+        extensions=[*limit_extensions(max_depth, max_cost, budget), ErrorCodes],
     )
 
 
 def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
     """`/graphql`: POST (and GET for queries) plus GraphiQL in a browser."""
-    schema = build_schema(settings.graphql_max_depth, settings.graphql_max_cost)
+    budget = CostBudget(settings.graphql_budget_per_minute, settings.graphql_key_budget_per_minute)
+    schema = build_schema(settings.graphql_max_depth, settings.graphql_max_cost, budget)
     # No subscriptions: the WebSocket protocols stay off, so every operation is an
     # HTTP request whose caller `metamedia.api.access` resolved.
     return GraphQLRouter(

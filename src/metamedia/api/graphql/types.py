@@ -13,7 +13,7 @@ from typing import Any
 import strawberry
 
 from metamedia.api.graphql.context import Info, call
-from metamedia.api.graphql.limits import COST_SIZE
+from metamedia.api.graphql.limits import COST_SIZE, COST_WEIGHT, WEIGHT_LOOKUP, WEIGHT_SIMILAR
 from metamedia.domain import MediaItem, SearchHit
 from metamedia.domain.users import InteractionResult, StoredInteraction
 from metamedia.domain.users import Preferences as PreferencesModel
@@ -117,8 +117,9 @@ class Media:
         )
 
     @strawberry.field(
+        metadata={COST_WEIGHT: WEIGHT_SIMILAR},
         description="More like this item; personalised with `user` (keys acting for a "
-        "user; default: the caller's own user), steered by positive / negative example ids."
+        "user; default: the caller's own user), steered by positive / negative example ids.",
     )
     async def similar(
         self,
@@ -331,7 +332,10 @@ class User:
             preferences=Preferences.from_model(PreferencesModel.model_validate(record.preferences)),
         )
 
-    @strawberry.field(description="Watch history, newest first; with `session`, that session's.")
+    @strawberry.field(
+        description="Watch history, newest first; with `session`, that session's.",
+        metadata={COST_WEIGHT: WEIGHT_LOOKUP},
+    )
     async def history(
         self, info: Info, limit: int = 50, offset: int = 0, session: str | None = None
     ) -> list[Interaction]:
@@ -343,7 +347,10 @@ class User:
         )
         return [Interaction.from_model(s) for s in stored]
 
-    @strawberry.field(description="Favorite items, the first `limit` of them.")
+    @strawberry.field(
+        description="Favorite items, the first `limit` of them.",
+        metadata={COST_WEIGHT: WEIGHT_LOOKUP},
+    )
     async def favorites(self, info: Info, limit: int = 100) -> list[Favorite]:
         within("limit", limit, 1, 1000)
         ctx = info.context
@@ -375,7 +382,10 @@ class Theme:
             id=theme["id"], label=theme["label"], terms=list(theme["terms"]), size=theme["size"]
         )
 
-    @strawberry.field(description="The theme's most central items (`GET /v1/themes/{id}`).")
+    @strawberry.field(
+        description="The theme's most central items (`GET /v1/themes/{id}`).",
+        metadata={COST_WEIGHT: WEIGHT_LOOKUP},
+    )
     async def items(self, info: Info, limit: int = 20) -> list[ThemeItem]:
         within("limit", limit, 1, 100)
         ctx = info.context
