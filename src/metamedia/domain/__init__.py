@@ -6,8 +6,10 @@ reason by `POST /v1/media`.
 """
 
 from metamedia.domain.media import (
+    MAX_ALTERNATE_TITLES,
     MAX_DESCRIPTION_CHARS,
     MAX_LIST_ITEMS,
+    MAX_RELEASE_YEARS,
     MAX_TITLE_CHARS,
     MAX_YEAR,
     MEDIA_TYPES,
@@ -15,7 +17,9 @@ from metamedia.domain.media import (
     MediaItem,
     MediaType,
     Platform,
+    derived_id,
 )
+from metamedia.domain.merge import merge_items
 from metamedia.domain.search import (
     Explanation,
     FusionMethod,
@@ -29,8 +33,10 @@ from metamedia.domain.search import (
 )
 
 __all__ = [
+    "MAX_ALTERNATE_TITLES",
     "MAX_DESCRIPTION_CHARS",
     "MAX_LIST_ITEMS",
+    "MAX_RELEASE_YEARS",
     "MAX_TITLE_CHARS",
     "MAX_YEAR",
     "MEDIA_TYPES",
@@ -46,5 +52,7 @@ __all__ = [
     "SearchMode",
     "SearchRequest",
     "SearchResponse",
+    "derived_id",
+    "merge_items",
     "search_request_from_params",
 ]

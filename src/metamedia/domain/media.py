@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from datetime import date
 from typing import Annotated, Literal
 
@@ -29,8 +31,17 @@ MAX_DESCRIPTION_CHARS = 20_000
 MAX_LIST_ITEMS = 200
 MIN_YEAR = 1870
 MAX_YEAR = 2100
+# Other titles and release years gathered when rows of one input are merged (a 3D
+# re-release sharing the original's page). Bounded so a pathological input cannot
+# grow one item without limit; real catalogs have one or two.
+MAX_ALTERNATE_TITLES = 32
+MAX_RELEASE_YEARS = 16
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TitleText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)
+]
+Year = Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)]
 
 
 def normalise_labels(values: list[str]) -> list[str]:
@@ -41,6 +52,35 @@ def normalise_labels(values: list[str]) -> list[str]:
         if label:
             seen.setdefault(label, None)
     return list(seen)
+
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+MAX_SLUG_CHARS = 60
+
+
+def _folded(text: str) -> str:
+    """Case-, width- and whitespace-insensitive form of a title (what the id hashes)."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def derived_id(media_type: str, title: str, year: int | None) -> str:
+    """A stable id for a row that has none: `movie/titanic-1997-3f2a9c`.
+
+    Readable part: the type, an ASCII slug of the title (accents folded, other
+    characters dropped, at most 60 characters) and the year. The six hex digits
+    are the start of SHA-256 over type, case-folded title and year, so titles
+    whose slugs coincide ("Se7en" / "Se7en!", non-Latin titles) still get
+    different ids. Only these three inputs count: the same row gets the same id
+    on every run and machine, and a changed plot or cast updates the item
+    rather than creating another.
+    """
+    folded = _folded(title)
+    ascii_title = unicodedata.normalize("NFKD", folded).encode("ascii", "ignore").decode()
+    slug = _NOT_SLUG.sub("-", ascii_title).strip("-")[:MAX_SLUG_CHARS].rstrip("-") or "untitled"
+    year_part = "" if year is None else str(year)
+    digest = hashlib.sha256(f"{media_type}\n{folded}\n{year_part}".encode()).hexdigest()[:6]
+    readable = f"{slug}-{year_part}" if year_part else slug
+    return f"{media_type}/{readable}-{digest}"
 
 
 class Platform(BaseModel):
@@ -70,12 +110,20 @@ class MediaItem(BaseModel):
 
     id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
     type: MediaType = "movie"
-    title: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)
-    ]
+    title: TitleText
+    alternate_titles: list[TitleText] = Field(
+        default_factory=list,
+        max_length=MAX_ALTERNATE_TITLES,
+        description="Other titles the item is known by (e.g. a re-release); searchable.",
+    )
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     genres: list[ShortText] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     year: int | None = Field(default=None, ge=MIN_YEAR, le=MAX_YEAR)
+    release_years: list[Year] = Field(
+        default_factory=list,
+        max_length=MAX_RELEASE_YEARS,
+        description="Other years it was released in (re-releases); year filters match them.",
+    )
     release_date: date | None = None
     runtime_minutes: int | None = Field(default=None, ge=0, le=100_000)
     language: str | None = Field(default=None, min_length=2, max_length=16)
@@ -122,6 +170,14 @@ class MediaItem(BaseModel):
             raise ValueError(f"release_date {self.release_date} is not in year {self.year}")
         if self.visibility == "private" and not self.owner:
             raise ValueError("a private item needs an owner")
+        # The primary title and year are not "other" ones; repeats carry nothing.
+        primary = self.title.casefold()
+        titles: dict[str, str] = {}
+        for title in self.alternate_titles:
+            if title.casefold() != primary:
+                titles.setdefault(title.casefold(), title)
+        self.alternate_titles = list(titles.values())
+        self.release_years = sorted(set(self.release_years) - {self.year})
         return self
 
     def visible_to(self, viewer: str | None) -> bool:
@@ -150,6 +206,15 @@ class MediaItem(BaseModel):
         return hashlib.sha256(self.embedding_text().encode("utf-8")).hexdigest()
 
     def row_hash(self) -> str:
-        """Hash of every field: equal hashes mean re-ingesting changes nothing."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        """Hash of every field: equal hashes mean re-ingesting changes nothing.
+
+        Empty alternate titles and release years are left out, so an item that has
+        none hashes as it did before those fields existed: upgrading does not turn
+        every stored row into an "update".
+        """
+        fields = self.model_dump(mode="json")
+        for name in ("alternate_titles", "release_years"):
+            if not fields[name]:
+                del fields[name]
+        payload = json.dumps(fields, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
