@@ -53,6 +53,7 @@ class ItemAttributes:
     popularity: float = 0.0
     maturity: str | None = None
     allowed_users: tuple[str, ...] = ()
+    release_years: tuple[int, ...] = ()  # other release years; year filters match them too
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class PayloadColumns:
         self._language = np.full(cap, UNKNOWN, dtype=np.int32)
         self._owner = np.full(cap, UNKNOWN, dtype=np.int32)
         self._year = np.full(cap, UNKNOWN, dtype=np.int32)
+        # Other release years, UNKNOWN-padded; as wide as the most any item has (often 0).
+        self._release_years = np.full((cap, 0), UNKNOWN, dtype=np.int32)
         self._rating = np.full(cap, np.nan, dtype=np.float32)
         self._popularity = np.zeros(cap, dtype=np.float32)
         self._maturity = np.full(cap, UNKNOWN, dtype=np.int8)
@@ -139,6 +142,9 @@ class PayloadColumns:
             grown_m = np.zeros((new_cap, old.shape[1]), dtype=np.bool_)
             grown_m[:cap] = old
             setattr(self, name, grown_m)
+        years = np.full((new_cap, self._release_years.shape[1]), UNKNOWN, dtype=np.int32)
+        years[:cap] = self._release_years
+        self._release_years = years
 
     def _grow_columns(self, name: str, needed: int) -> None:
         old = getattr(self, name)
@@ -159,6 +165,7 @@ class PayloadColumns:
             self._language[pos] = self._vocab["language"].encode(attrs.language)
             self._owner[pos] = self._vocab["owner"].encode(attrs.owner)
             self._year[pos] = UNKNOWN if attrs.year is None else attrs.year
+            self._set_release_years(pos, attrs.release_years)
             self._rating[pos] = np.nan if attrs.rating is None else attrs.rating
             self._private[pos] = attrs.private
             self._popularity[pos] = attrs.popularity
@@ -173,6 +180,31 @@ class PayloadColumns:
         if codes:
             self._grow_columns(column, max(codes) + 1)
             getattr(self, column)[pos, codes] = True
+
+    def _set_release_years(self, pos: int, years: tuple[int, ...]) -> None:
+        width = self._release_years.shape[1]
+        if len(years) > width:
+            grown = np.full((self._release_years.shape[0], len(years)), UNKNOWN, dtype=np.int32)
+            grown[:, :width] = self._release_years
+            self._release_years = grown
+        self._release_years[pos] = UNKNOWN
+        self._release_years[pos, : len(years)] = years
+
+    def _year_mask(self, low: int | None, high: int | None) -> BoolArray:
+        """Items whose year or any other release year lies in [low, high]."""
+
+        def in_range(values: npt.NDArray[np.int32]) -> BoolArray:
+            ok: BoolArray = values != UNKNOWN
+            if low is not None:
+                ok &= values >= low
+            if high is not None:
+                ok &= values <= high
+            return ok
+
+        hits = in_range(self._year[: self._n])
+        if self._release_years.shape[1]:
+            hits |= np.any(in_range(self._release_years[: self._n]), axis=1)
+        return hits
 
     def mask(self, flt: AttributeFilter) -> BoolArray:
         """Positions passing the filter (tenant and visibility always apply)."""
@@ -192,10 +224,8 @@ class PayloadColumns:
             mask &= np.isin(self._type[:n], self._vocab["type"].lookup(flt.types))
         if flt.languages:
             mask &= np.isin(self._language[:n], self._vocab["language"].lookup(flt.languages))
-        if flt.year_min is not None:
-            mask &= self._year[:n] >= flt.year_min
-        if flt.year_max is not None:
-            mask &= (self._year[:n] <= flt.year_max) & (self._year[:n] != UNKNOWN)
+        if flt.year_min is not None or flt.year_max is not None:
+            mask &= self._year_mask(flt.year_min, flt.year_max)
         if flt.min_rating is not None:
             with np.errstate(invalid="ignore"):
                 mask &= self._rating[:n] >= flt.min_rating

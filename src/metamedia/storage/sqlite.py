@@ -42,9 +42,19 @@ from metamedia.storage.sqlite_schema import (
     media_genre,
     media_platform,
     media_viewer,
+    media_year,
     open_sqlite,
     outbox,
 )
+
+
+def fts_title(item: MediaItem) -> str:
+    """The title column: the title, then each alternate title on its own line.
+
+    Alternate titles (a merged re-release's "Titanic 3D") must find the item with
+    the weight of a title; the first line stays the title for the staleness check.
+    """
+    return "\n".join([item.title, *item.alternate_titles])
 
 
 def _insert_fts(conn: Connection, pk: int, item: MediaItem) -> None:
@@ -56,7 +66,7 @@ def _insert_fts(conn: Connection, pk: int, item: MediaItem) -> None:
         ),
         {
             "pk": pk,
-            "title": item.title,
+            "title": fts_title(item),
             "description": item.description,
             "people": " ".join(item.cast),
             "tags": " ".join(item.tags),
@@ -70,6 +80,7 @@ def attributes_of(item: MediaItem) -> ItemAttributes:
         type=item.type,
         tenant=item.tenant,
         year=item.year,
+        release_years=tuple(item.release_years),
         rating=item.rating,
         language=item.language,
         genres=tuple(item.genres),
@@ -206,12 +217,14 @@ class SQLiteRepository:
         else:
             pk = int(existing[0])
             conn.execute(media.update().where(media.c.pk == pk).values(**values))
-            for table in ("media_genre", "media_platform", "media_viewer"):
+            for table in ("media_genre", "media_platform", "media_viewer", "media_year"):
                 conn.execute(text(f"DELETE FROM {table} WHERE pk = :pk"), {"pk": pk})
             conn.execute(text("DELETE FROM media_fts WHERE rowid = :pk"), {"pk": pk})
             status = "updated"
         if item.genres:
             conn.execute(media_genre.insert(), [{"pk": pk, "genre": g} for g in item.genres])
+        if item.release_years:
+            conn.execute(media_year.insert(), [{"pk": pk, "year": y} for y in item.release_years])
         platforms = item.platform_names()
         if platforms:
             conn.execute(media_platform.insert(), [{"pk": pk, "platform": p} for p in platforms])
@@ -232,7 +245,7 @@ class SQLiteRepository:
             if row is None:
                 return False
             pk = int(row[0])
-            for table in ("media_genre", "media_platform", "media_viewer"):
+            for table in ("media_genre", "media_platform", "media_viewer", "media_year"):
                 conn.execute(text(f"DELETE FROM {table} WHERE pk = :pk"), {"pk": pk})
             conn.execute(text("DELETE FROM media_fts WHERE rowid = :pk"), {"pk": pk})
             conn.execute(text("DELETE FROM media WHERE pk = :pk"), {"pk": pk})
@@ -402,7 +415,8 @@ class SQLiteRepository:
                 for r in conn.execute(
                     text(
                         "SELECT m.pk FROM media m JOIN media_fts f ON f.rowid = m.pk "
-                        "WHERE f.title IS NOT m.title"
+                        "WHERE f.title IS NOT m.title AND substr(f.title, 1, "
+                        "length(m.title) + 1) IS NOT m.title || char(10)"
                     )
                 )
             ]

@@ -84,12 +84,20 @@ def filter_sql(
         clauses.append(in_list("m.type", "type", filters.types))
     if filters.languages:
         clauses.append(in_list("m.language", "lang", filters.languages))
-    if filters.year_min is not None:
-        clauses.append("m.year >= :year_min")
-        params["year_min"] = filters.year_min
-    if filters.year_max is not None:
-        clauses.append("m.year <= :year_max")
-        params["year_max"] = filters.year_max
+    if filters.year_min is not None or filters.year_max is not None:
+        # The item's year or any of its other release years (media_year) is in range.
+        bounds = []
+        if filters.year_min is not None:
+            bounds.append("{col} >= :year_min")
+            params["year_min"] = filters.year_min
+        if filters.year_max is not None:
+            bounds.append("{col} <= :year_max")
+            params["year_max"] = filters.year_max
+        in_range = " AND ".join(bounds)
+        clauses.append(
+            f"({in_range.format(col='m.year')} OR EXISTS (SELECT 1 FROM media_year y "
+            f"WHERE y.pk = m.pk AND {in_range.format(col='y.year')}))"
+        )
     if filters.min_rating is not None:
         clauses.append("m.rating >= :min_rating")
         params["min_rating"] = filters.min_rating

@@ -75,6 +75,15 @@ media_platform = Table(
 )
 Index("ix_media_platform_platform", media_platform.c.platform, media_platform.c.pk)
 
+# Other release years (MediaItem.release_years): year filters match m.year or any of
+# these. Created on open like every table, so older data dirs gain it (empty).
+media_year = Table(
+    "media_year",
+    metadata,
+    Column("pk", Integer, ForeignKey("media.pk", ondelete="CASCADE"), primary_key=True),
+    Column("year", Integer, primary_key=True),
+)
+
 media_viewer = Table(
     "media_viewer",
     metadata,
