@@ -190,8 +190,8 @@ class PayloadColumns:
         self._release_years[pos] = UNKNOWN
         self._release_years[pos, : len(years)] = years
 
-    def _year_mask(self, low: int | None, high: int | None) -> BoolArray:
-        """Items whose year or any other release year lies in [low, high]."""
+    def _year_mask(self, n: int, low: int | None, high: int | None) -> BoolArray:
+        """The first n items: whose year or any other release year lies in [low, high]."""
 
         def in_range(values: npt.NDArray[np.int32]) -> BoolArray:
             ok: BoolArray = values != UNKNOWN
@@ -201,9 +201,10 @@ class PayloadColumns:
                 ok &= values <= high
             return ok
 
-        hits = in_range(self._year[: self._n])
-        if self._release_years.shape[1]:
-            hits |= np.any(in_range(self._release_years[: self._n]), axis=1)
+        hits = in_range(self._year[:n])
+        release_years = self._release_years  # one read: append() may swap in a wider one
+        if release_years.shape[1]:
+            hits |= np.any(in_range(release_years[:n]), axis=1)
         return hits
 
     def mask(self, flt: AttributeFilter) -> BoolArray:
@@ -225,7 +226,7 @@ class PayloadColumns:
         if flt.languages:
             mask &= np.isin(self._language[:n], self._vocab["language"].lookup(flt.languages))
         if flt.year_min is not None or flt.year_max is not None:
-            mask &= self._year_mask(flt.year_min, flt.year_max)
+            mask &= self._year_mask(n, flt.year_min, flt.year_max)
         if flt.min_rating is not None:
             with np.errstate(invalid="ignore"):
                 mask &= self._rating[:n] >= flt.min_rating
