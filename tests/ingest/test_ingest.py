@@ -92,11 +92,15 @@ def test_changed_row_is_updated_and_reembedded(tmp_path: Path, runtime: Runtime)
     assert len(runtime.indexes.index) == 3
 
 
-def test_duplicate_ids_in_one_file_keep_the_last(tmp_path: Path, runtime: Runtime) -> None:
+def test_duplicate_ids_in_one_file_are_merged_not_overwritten(
+    tmp_path: Path, runtime: Runtime
+) -> None:
     rows = [GOOD[0], dict(GOOD[0], title="The Quiet Vault (Director's Cut)")]
     report = runtime.ingest.ingest_path(write_jsonl(tmp_path / "d.jsonl", rows))
-    assert (report.inserted, report.duplicates) == (1, 1)
-    assert runtime.catalog.get("g1").title == "The Quiet Vault (Director's Cut)"
+    assert (report.inserted, report.merged) == (1, 1)
+    stored = runtime.catalog.get("g1")
+    assert stored.title == "The Quiet Vault"
+    assert stored.alternate_titles == ["The Quiet Vault (Director's Cut)"]
 
 
 def test_csv_catalog_with_a_wrong_type_cell(tmp_path: Path, runtime: Runtime) -> None:

@@ -1,8 +1,12 @@
 """The Wikipedia movie-data JSON format: arrays of films, often one file per decade.
 
 Fields: title, year, cast, genres, href (page slug, our stable id), extract
-(plot lead), thumbnail. A JSON array whose entries are already in our schema
-(no `href`) is accepted as-is.
+(plot lead), thumbnail. About 1,700 films have no (or an empty) `href`; they
+are mapped without an id, and ingest gives them one derived from type, title
+and year (`metamedia.domain.derived_id`) instead of rejecting a good film.
+Several rows may share one `href` (a re-release has the original's page);
+ingest merges them. A JSON array whose entries are already in our schema
+(no Wikipedia-only field) is accepted as-is.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ from typing import Any
 
 from metamedia.formats.records import RawRecord
 
+# Fields only the Wikipedia export has; an entry with none of them is in our schema
+# (title, year, cast and genres mean the same in both).
+WIKIPEDIA_ONLY = frozenset(("href", "extract", "thumbnail", "thumbnail_width", "thumbnail_height"))
+
 
 def map_film(entry: dict[str, Any]) -> dict[str, Any]:
-    if "href" not in entry:
+    """Our schema from one film entry; no `id` key when the film has no page slug."""
+    if not WIKIPEDIA_ONLY & entry.keys():
         return entry
     data: dict[str, Any] = {
-        "id": entry.get("href"),
         "type": "movie",
         "title": entry.get("title"),
         "year": entry.get("year"),
@@ -27,6 +35,9 @@ def map_film(entry: dict[str, Any]) -> dict[str, Any]:
         "genres": entry.get("genres") or [],
         "description": entry.get("extract") or "",
     }
+    href = entry.get("href")
+    if href:
+        data["id"] = href
     if entry.get("thumbnail"):
         data["image_url"] = entry["thumbnail"]
     return data
