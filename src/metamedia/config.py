@@ -141,6 +141,18 @@ class Settings(BaseSettings):
     rate_limit_per_key: str = Field(
         default="12000/minute", description="Requests per API key (limits syntax)."
     )
+    untrusted_event_batch: int = Field(
+        default=100,
+        ge=1,
+        le=5000,
+        description="Most interaction events one request from a user token or an anonymous "
+        "caller may carry (keys may send up to 5,000); 422 past it.",
+    )
+    user_event_rate: str = Field(
+        default="300/minute",
+        description="Interaction events per user that user tokens and anonymous callers may "
+        "send (limits syntax); 429 with Retry-After past it.",
+    )
     # -- live updates (WebSocket /v1/ws)
     ws_heartbeat_s: float = Field(default=15.0, gt=0, description="Server heartbeat period.")
     ws_idle_timeout_s: float = Field(
@@ -212,7 +224,7 @@ class Settings(BaseSettings):
             raise ValueError(f"fusion_method must be 'rrf' or 'weighted', not {value!r}")
         return value
 
-    @field_validator("rate_limit_per_ip", "rate_limit_per_key")
+    @field_validator("rate_limit_per_ip", "rate_limit_per_key", "user_event_rate")
     @classmethod
     def _rate_syntax(cls, value: str) -> str:
         from limits import parse_many

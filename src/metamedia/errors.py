@@ -53,6 +53,16 @@ class StaleMaskError(IndexUnavailableError):
     mean other items now. Retrying the query computes a fresh mask."""
 
 
+class RateLimitedError(MetaMediaError):
+    """The caller (a user, a key, an IP) spent its allowance; `retry_after` seconds."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 class AuthenticationError(MetaMediaError):
     """No API key, or one that is unknown or revoked."""
 

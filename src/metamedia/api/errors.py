@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from metamedia.errors import MetaMediaError
+from metamedia.errors import MetaMediaError, RateLimitedError
 
 
 def error_body(
@@ -37,8 +37,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _product_error(request: Request, exc: MetaMediaError) -> JSONResponse:
         _count(request, type(exc).__name__)
         details = [{"field": exc.field}] if exc.field else None
+        headers = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(
-            error_body(type(exc).__name__, exc.message, details), status_code=exc.status_code
+            error_body(type(exc).__name__, exc.message, details),
+            status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)

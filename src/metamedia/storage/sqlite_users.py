@@ -269,11 +269,12 @@ class SQLiteUserRepository:
         return pairs[:, 0], pairs[:, 1]
 
     def trending(self, tenant: str, since: float, limit: int) -> list[tuple[int, int]]:
-        """(media pk, positive-ish interactions since `since`), most first."""
+        """(media pk, distinct users with a positive-ish interaction since `since`), most
+        first. Users, not events: one script sending thousands of views is one voice."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT i.media_pk, count(*) AS n FROM interactions i "
+                    "SELECT i.media_pk, count(DISTINCT i.user_pk) AS n FROM interactions i "
                     "JOIN users u ON u.pk = i.user_pk "
                     "WHERE u.tenant = :t AND i.ts >= :since "
                     "AND i.type IN ('view', 'like', 'complete', 'rate', 'favorite', 'share') "

@@ -14,6 +14,7 @@ import strawberry
 from pydantic import ValidationError
 from strawberry.fastapi import GraphQLRouter
 
+from metamedia.api.abuse import event_gate
 from metamedia.api.graphql.budget import CostBudget
 from metamedia.api.graphql.context import (
     GraphQLContext,
@@ -190,6 +191,7 @@ class Mutation:
     ) -> InteractionBatch:
         allow(info, user)
         ctx = info.context
+        event_gate(ctx.http_request).admit(ctx.caller, ctx.tenant, user, len(events))
         results = await call(ctx.runtime.users.record, ctx.tenant, user, plain(events))
         return InteractionBatch(
             results=[InteractionOutcome.from_model(r) for r in results],

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
+from metamedia.api.access import CallerDep
 from metamedia.api.deps import RegionDep, RuntimeDep, TenantDep, ViewerDep
+from metamedia.api.variants import shown_to
 from metamedia.domain import SearchMode, SearchRequest, SearchResponse, search_request_from_params
 from metamedia.errors import InvalidRequestError
 from metamedia.services.validation import describe_validation_error
@@ -44,6 +46,7 @@ def search_post(
     tenant: TenantDep,
     viewer: ViewerDep,
     region: RegionDep,
+    caller: CallerDep,
 ) -> SearchResponse:
     """Search with the full request body (mode, paging, filters, fusion weights)."""
     if "tenant" in body or "user" in body:
@@ -51,7 +54,7 @@ def search_post(
             "tenant and user come from the credentials (keys may send X-Tenant / X-User)"
         )
     request = _request({**body, "tenant": tenant, "user": viewer})
-    return runtime.discovery.search(request, region=region)
+    return shown_to(caller, runtime.discovery.search(request, region=region))
 
 
 @router.get("/search", response_model=SearchResponse)
@@ -61,6 +64,7 @@ def search_get(
     tenant: TenantDep,
     viewer: ViewerDep,
     region: RegionDep,
+    caller: CallerDep,
     q: Annotated[str | None, Query(description="The query text.")] = None,
     mode: SearchMode = "hybrid",
     limit: int = 10,
@@ -98,4 +102,4 @@ def search_get(
         )
     except ValidationError as exc:
         raise InvalidRequestError(describe_validation_error(exc)) from exc
-    return runtime.discovery.search(search_request, region=region)
+    return shown_to(caller, runtime.discovery.search(search_request, region=region))

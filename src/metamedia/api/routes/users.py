@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel
 
+from metamedia.api.abuse import EventGate, event_gate
+from metamedia.api.access import CallerDep
 from metamedia.api.deps import RegionDep, RuntimeDep, TenantDep
 from metamedia.api.security import WriteKey
+from metamedia.api.variants import shown_to
 from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
 from metamedia.errors import InvalidRequestError
 from metamedia.services.recommend import FeedPage
@@ -84,11 +87,16 @@ def post_interactions(
     body: Annotated[Any, Body()],
     runtime: RuntimeDep,
     tenant: TenantDep,
+    caller: CallerDep,
+    gate: Annotated[EventGate, Depends(event_gate)],
 ) -> InteractionsOut:
-    """`{"events": [{"item", "type", "value", "ts", "context"}]}`; per-event results."""
+    """`{"events": [{"item", "type", "value", "ts", "context"}]}`; per-event results.
+    User tokens and anonymous callers send at most `untrusted_event_batch` events a
+    request and `user_event_rate` per user."""
     events = body.get("events") if isinstance(body, dict) else None
     if not isinstance(events, list):
         raise InvalidRequestError('body must be {"events": [...]}')
+    gate.admit(caller, tenant, user_id, len(events))
     results = runtime.users.record(tenant, user_id, events)
     counts = [sum(1 for r in results if r.status == status) for status in _STATUSES]
     return InteractionsOut(
@@ -130,11 +138,14 @@ def get_feed(
     runtime: RuntimeDep,
     tenant: TenantDep,
     region: RegionDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> FeedPage:
-    """The discovery feed; pass `next_cursor` back for the next page (no duplicates)."""
-    return runtime.discovery.feed(tenant, user_id, limit, cursor, region=region)
+    """The discovery feed; pass `next_cursor` back for the next page (no duplicates).
+    `experiments` names the variants only to callers holding a key."""
+    page = runtime.discovery.feed(tenant, user_id, limit, cursor, region=region)
+    return shown_to(caller, page)
 
 
 class TokenOut(BaseModel):
