@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,22 @@ def test_merge_keeps_bounds_and_drops_the_primarys_own_title_and_year() -> None:
     assert len(merged.alternate_titles) == 32 and "cut 0" not in merged.alternate_titles
     assert merged.release_years == list(range(1901, 1917))
     assert merged.row_hash() == merge_items(rows).row_hash()
+
+
+def test_a_data_dir_from_before_release_years_gains_the_table_on_open(
+    tmp_path: Path, fast_runtime: Any
+) -> None:
+    old = fast_runtime("old")
+    _ingest(old, write_jsonl(tmp_path / "a.jsonl", OTHERS))
+    old.close()
+    database = old.settings.resolved_database_url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(database)) as conn:
+        conn.execute("DROP TABLE media_year")  # as made before the table existed
+        conn.commit()
+    reopened: Runtime = fast_runtime("old")
+    report = _ingest(reopened, write_jsonl(tmp_path / "b.jsonl", [ORIGINAL, RERELEASE]))
+    assert (report["inserted"], report["merged"]) == (1, 1)
+    in_2012 = reopened.search.search(
+        SearchRequest(query="iceberg", mode="keyword", filters={"year_min": 2012, "year_max": 2012})
+    )
+    assert [hit.id for hit in in_2012.results] == ["ship"]
