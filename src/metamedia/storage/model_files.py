@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metamedia.engine.collaborative import EaseModel
+from metamedia.storage.tenant_names import legacy_tenant_key, tenant_key
 
 
 def save_npz_atomic(path: Path, arrays: dict[str, npt.NDArray[Any]]) -> None:
@@ -71,18 +72,30 @@ class ModelStore:
         self.directory = directory
 
     def _path(self, kind: str, tenant: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in tenant)
-        return self.directory / f"{kind}-{safe}.npz"
+        """Where this tenant's model is written (one file per tenant, never shared)."""
+        return self.directory / f"{kind}-{tenant_key(tenant)}.npz"
+
+    def _legacy(self, kind: str, tenant: str) -> Path | None:
+        legacy = legacy_tenant_key(tenant)
+        return None if legacy is None else self.directory / f"{kind}-{legacy}.npz"
+
+    def _readable(self, kind: str, tenant: str) -> Path:
+        """The file to read: this tenant's, or one an older version wrote unambiguously."""
+        path = self._path(kind, tenant)
+        legacy = self._legacy(kind, tenant)
+        if not path.exists() and legacy is not None and legacy.exists():
+            return legacy
+        return path
 
     def mtime(self, kind: str, tenant: str) -> float | None:
-        path = self._path(kind, tenant)
+        path = self._readable(kind, tenant)
         return path.stat().st_mtime if path.exists() else None
 
     def save_ease(self, tenant: str, model: EaseModel) -> None:
         save_npz_atomic(self._path("ease", tenant), {"keys": model.keys, "weights": model.weights})
 
     def load_ease(self, tenant: str) -> EaseModel | None:
-        data = load_npz(self._path("ease", tenant))
+        data = load_npz(self._readable("ease", tenant))
         if data is None or "keys" not in data or "weights" not in data:
             return None
         return EaseModel(data["keys"].astype(np.int64), data["weights"].astype(np.float32))
@@ -99,7 +112,7 @@ class ModelStore:
         )
 
     def load_themes(self, tenant: str) -> Themes | None:
-        data = load_npz(self._path("themes", tenant))
+        data = load_npz(self._readable("themes", tenant))
         if data is None or "centroids" not in data:
             return None
         return Themes(
@@ -112,3 +125,6 @@ class ModelStore:
     def remove(self, tenant: str) -> None:
         for kind in ("ease", "themes"):
             self._path(kind, tenant).unlink(missing_ok=True)
+            legacy = self._legacy(kind, tenant)
+            if legacy is not None:
+                legacy.unlink(missing_ok=True)
