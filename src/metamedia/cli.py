@@ -31,6 +31,7 @@ from metamedia.errors import MetaMediaError
 from metamedia.formats.detect import detect_format
 from metamedia.services.auth import DEFAULT_TENANT
 from metamedia.services.demo_users import demo_users, load_demo_users
+from metamedia.services.evaluation import EvalReport, evaluate, load_eval_queries
 from metamedia.services.ingest import IngestReport
 from metamedia.services.runtime import Runtime
 from metamedia.services.validation import describe_validation_error
@@ -614,6 +615,100 @@ def keys_revoke(
     with _session(data_dir) as runtime:
         runtime.keys.revoke(key_id, actor="cli")
     console.print(f"Key #{key_id} revoked.")
+
+
+# -- `metamedia eval search` (services/evaluation.py) ------------------------------
+eval_app = typer.Typer(help="Measure search quality on your own catalog.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("search")
+def eval_search(
+    queries_file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL, one query a line: {query, gold} with a media id, or {query, title, year}."
+        ),
+    ],
+    modes: Annotated[
+        str, typer.Option(help="Comma-separated modes to compare.")
+    ] = "hybrid,keyword,semantic",
+    limit: Annotated[
+        int, typer.Option(help="Results per search (1-100); recall@100 needs 100.")
+    ] = 100,
+    tenant: Annotated[str, typer.Option()] = "default",
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the full report (per-query ranks) here; '-' = stdout."),
+    ] = None,
+    show: Annotated[int, typer.Option(help="Per-query rows to print (0: none).")] = 20,
+    data_dir: DataDirOption = None,
+) -> None:
+    """MRR@10, Recall@10 and Recall@100 per mode, plus each query's rank."""
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    try:
+        queries, problems = load_eval_queries(queries_file)
+    except OSError as exc:
+        _fail(f"cannot read {queries_file}: {exc.strerror or exc}")
+    to_stdout = json_out == Path("-")
+    with (
+        _session(data_dir) as runtime,
+        Progress(
+            *_progress_columns(), console=err_console, transient=True, disable=to_stdout
+        ) as bar,
+    ):
+        task = bar.add_task(f"{queries_file.name} ({len(queries)} queries)", total=None)
+        report = evaluate(
+            runtime,
+            queries,
+            chosen,
+            limit=limit,
+            tenant=tenant,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            problems=problems,
+        )
+    for problem in report.unresolved:
+        where = escape(f"{queries_file}:{problem.line}")
+        err_console.print(f"[yellow]skipped[/] {where}: {escape(problem.reason)}", soft_wrap=True)
+    if to_stdout:
+        _print_json(report.to_dict())
+    else:
+        _render_eval(report, show)
+    if json_out is not None and not to_stdout:
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+        json_out.write_text(text + "\n", encoding="utf-8")
+        err_console.print(f"report written to {escape(str(json_out))}", soft_wrap=True)
+    if not report.ranks:
+        _fail("no query could be evaluated")
+
+
+def _render_eval(report: EvalReport, show: int) -> None:
+    n = len(report.ranks)
+    table = Table(title=f"Search quality: {n} queries, limit {report.limit}")
+    for column in ("mode", "queries", "MRR@10", "Recall@10", "Recall@100", "refused", "p50 ms"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for mode, s in report.modes.items():
+        table.add_row(
+            mode,
+            str(s.queries),
+            f"{s.mrr_at_10:.3f}",
+            f"{s.recall_at_10:.3f}",
+            f"{s.recall_at_100:.3f}",
+            str(s.refused),
+            f"{s.p50_ms:.1f}",
+        )
+    console.print(table)
+    if show <= 0 or not report.ranks:
+        return
+    ranks = Table(title="Rank of the gold item per query (- = not in the results)")
+    for column in ("line", "query", "gold", *report.modes):
+        ranks.add_column(column)
+    for row in report.ranks[:show]:
+        cells = [str(row.rank[m]) if row.rank.get(m) else "-" for m in report.modes]
+        ranks.add_row(str(row.line), row.query, row.gold, *cells)
+    console.print(ranks)
+    if n > show:
+        console.print(f"... and {n - show} more (--json for every query)")
 
 
 def main() -> None:  # pragma: no cover - console-script entry point alias
