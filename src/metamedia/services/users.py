@@ -259,10 +259,17 @@ class UserService:
         }
 
     def delete(self, tenant: str, user: str) -> None:
-        """Erase the user from every store and cache (GDPR erasure)."""
-        record = self.require(tenant, user)
-        self.users.delete(record.pk)
-        self.caches.preference_vector.drop_where(lambda key: key[0] == record.pk)  # type: ignore[index]
+        """Erase the user from every store and cache (GDPR erasure).
+
+        Idempotent, and needs no profile: rows keyed by the user's id exist without
+        one (experiment exposures recorded while a key acted for the user), and a
+        right to erasure that 404s on them would leave them forever.
+        """
+        record = self.users.get(tenant, user)
+        if record is not None:
+            pk = record.pk
+            self.users.delete(pk)
+            self.caches.preference_vector.drop_where(lambda key: key[0] == pk)  # type: ignore[index]
         for listener in self._erase_listeners:
             listener(tenant, user)
 
