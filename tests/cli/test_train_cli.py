@@ -50,7 +50,11 @@ def test_train_fits_ease_and_themes_used_by_feed_and_api(
         assert len(detail["items"]) == 5 and detail["label"] == biggest["label"]
         assert all(i["id"].startswith("ml:") for i in detail["items"])
         assert client.get("/v1/themes/999").status_code == 404
-        other = client.get("/v1/themes", headers={"X-Tenant": "nobody"})
+        # Only a platform key may name another tenant; that tenant has no themes yet.
+        claimed = client.get("/v1/themes", headers={"X-Tenant": "nobody"})
+        assert claimed.status_code == 403
+        platform = {"X-API-Key": runtime.keys.create("ops", ["read"], tenant=None).secret}
+        other = client.get("/v1/themes", headers={"X-Tenant": "nobody"} | platform)
         assert other.status_code == 404 and "metamedia train" in other.json()["error"]["message"]
     runtime.close()
 

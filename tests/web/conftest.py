@@ -42,7 +42,8 @@ def web_demo_dir(
 def web_runtime(web_demo_dir: Path, tmp_path: Path, make_runtime: Any) -> Runtime:
     copy = tmp_path / "web-copy"
     shutil.copytree(web_demo_dir, copy)
-    runtime: Runtime = make_runtime(copy)
+    # As `metamedia demo` serves it: the demo profiles one click away (open mode).
+    runtime: Runtime = make_runtime(copy, anonymous="open")
     return runtime
 
 

@@ -146,7 +146,8 @@ def test_state_changing_posts_need_the_csrf_token(client: TestClient) -> None:
     )
     assert cross_site.status_code == 403
     ok = client.post("/feed/user", data={"user": "ada", "csrf": token}, follow_redirects=False)
-    assert ok.status_code == 303 and "mm_user=ada" in ok.headers["set-cookie"]
+    assert ok.status_code == 303 and "mm_user=" in ok.headers["set-cookie"]
+    assert "mm_user=ada;" not in ok.headers["set-cookie"]  # signed, not a plain id
 
 
 def test_reacting_without_javascript_updates_the_feed(client: TestClient) -> None:
@@ -200,7 +201,7 @@ def test_admin_needs_a_session(client: TestClient, caplog: pytest.LogCaptureFixt
 
 
 def test_revoking_the_key_ends_its_admin_sessions(client: TestClient, web_runtime: Runtime) -> None:
-    issued = web_runtime.keys.create("operator", ["admin"])
+    issued = web_runtime.keys.create("operator", ["admin"], tenant=None)
     token = _token(client, "/admin/login")
     client.post("/admin/login", data={"key": issued.secret, "csrf": token})
     assert client.get("/admin", follow_redirects=False).status_code == 200
@@ -208,23 +209,66 @@ def test_revoking_the_key_ends_its_admin_sessions(client: TestClient, web_runtim
     assert client.get("/admin", follow_redirects=False).status_code == 303
 
 
-def test_reactions_follow_the_public_user_writes_setting(
+def test_a_tenant_admin_key_opens_no_dashboard(client: TestClient, web_runtime: Runtime) -> None:
+    issued = web_runtime.keys.create("acme-ops", ["admin"], tenant="acme")
+    token = _token(client, "/admin/login")
+    refused = client.post("/admin/login", data={"key": issued.secret, "csrf": token})
+    assert refused.status_code == 401 and "bound to one tenant" in refused.text
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_changing_the_bootstrap_key_ends_its_admin_sessions(
+    web_demo_dir: Path, tmp_path: Path, make_runtime: Any
+) -> None:
+    copy = tmp_path / "rotated"
+    shutil.copytree(web_demo_dir, copy)
+    with TestClient(create_app(runtime=make_runtime(copy))) as before:
+        token = _token(before, "/admin/login")
+        before.post("/admin/login", data={"key": ADMIN_KEY, "csrf": token})
+        assert before.get("/admin", follow_redirects=False).status_code == 200
+        session = before.cookies.get("mm_admin", path="/admin")
+    assert session
+    # The same data directory (same signing key) served with a new METAMEDIA_ADMIN_KEY.
+    rotated = make_runtime(copy, admin_key="a-new-admin-key")
+    with TestClient(create_app(runtime=rotated)) as after:
+        after.cookies.set("mm_admin", session, path="/admin")
+        assert after.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_profiles_need_proof_unless_the_demo_opened_them(
     web_demo_dir: Path, tmp_path: Path, make_runtime: Any
 ) -> None:
     copy = tmp_path / "locked"
     shutil.copytree(web_demo_dir, copy)
-    runtime = make_runtime(copy, public_user_writes=False)
+    runtime = make_runtime(copy)  # `serve`'s default: anonymous may read, nothing more
     with TestClient(create_app(runtime=runtime)) as locked:
         token = _token(locked)
-        # An existing profile may still be viewed, but nothing is written.
-        chosen = locked.post("/feed/user", data={"user": "ada", "csrf": token})
-        assert chosen.status_code == 200 and "For ada" in chosen.text
+        assert "Your user token" in locked.get("/feed").text
+        claimed = locked.post("/feed/user", data={"user": "ada", "csrf": token})
+        assert claimed.status_code == 403 and "user token" in claimed.text
+        # A hand-made cookie naming a user is ignored: the visitor is nobody.
+        locked.cookies.set("mm_user", "ada")
+        assert "For ada" not in locked.get("/feed").text
         refused = locked.post(
             "/feed/react", data={"item": "mm-0001", "action": "like", "csrf": token}
         )
-        assert refused.status_code == 403 and "read-only" in refused.text
-        new_user = locked.post("/feed/user", data={"user": "stranger", "csrf": token})
-        assert new_user.status_code == 403
+        assert refused.status_code == 409 and "Choose a user" in refused.text
+        locked.cookies.delete("mm_user")
+        # A user token minted by the back end is proof: it signs the visitor in.
+        user_token = runtime.keys.issue_user_token("default", "ada")
+        signed = locked.post("/feed/user", data={"token": user_token, "csrf": token})
+        assert signed.status_code == 200 and "For ada" in signed.text
+        liked = locked.post(
+            "/feed/react",
+            data={"item": "mm-0001", "action": "like", "csrf": token},
+            follow_redirects=False,
+        )
+        assert liked.status_code == 303
+        history = runtime.users.history("default", "ada", limit=5, offset=0)
+        assert [(h.item, h.type) for h in history][:1] == [("mm-0001", "like")]
+        other = runtime.keys.issue_user_token("acme", "ada")
+        wrong = locked.post("/feed/user", data={"token": other, "csrf": token})
+        assert wrong.status_code == 401
 
 
 def test_admin_kill_switch_turns_everything_off(client: TestClient, web_runtime: Runtime) -> None:
