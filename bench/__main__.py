@@ -1,4 +1,4 @@
-"""`python -m bench search [--quick] [--out bench/results]`: command-line entry point.
+"""`python -m bench search|recommend|service|quality [...]`: command-line entry point.
 
 Only argument parsing lives here; the sections live in their own modules so
 each can be read (and run from a REPL) on its own.
@@ -54,7 +54,69 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_recommend(commands)
     _add_service(commands)
+    _add_quality(commands)
     return parser
+
+
+# -- `quality` subcommand (bench/quality_suite.py) --------------------------------
+def _add_quality(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    quality = commands.add_parser(
+        "quality",
+        help="search quality: tip-of-the-tongue, descriptive and exact-title queries",
+        description="Measure MRR@10 / Recall@10 / Recall@100 per mode on every query set, "
+        "through `metamedia eval`'s service; writes quality.md and quality.json.",
+    )
+    quality.add_argument(
+        "--out", type=Path, default=BENCH_DIR / "results", help="output folder (bench/results)"
+    )
+    quality.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="evaluate this ingested catalog in place (default: a copy of the cached full "
+        "Wikipedia catalog, built first when missing)",
+    )
+    quality.add_argument(
+        "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="cache folder (bench/.cache)"
+    )
+    quality.add_argument(
+        "--fresh", action="store_true", help="rebuild the cached embedded catalog first"
+    )
+    quality.add_argument(
+        "--modes", default="hybrid,keyword,semantic", help="comma-separated search modes"
+    )
+    quality.add_argument(
+        "--max-queries",
+        type=int,
+        default=None,
+        help="at most this many queries per set (a smoke test; the report says so)",
+    )
+    quality.add_argument(
+        "--exact-titles", type=int, default=1000, help="catalog titles drawn as queries (1000)"
+    )
+    quality.add_argument("--seed", type=int, default=None, help="seed of the title draw")
+
+
+def _run_quality(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from bench import quality_suite
+
+    argv_used = sys.argv[1:] if argv is None else argv
+    opts = quality_suite.QualityOptions(
+        command="python -m bench " + shlex.join(argv_used),
+        out=args.out,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        fresh=args.fresh,
+        modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+        max_queries=args.max_queries,
+        exact_titles=args.exact_titles,
+        seed=quality_suite.EXACT_TITLE_SEED if args.seed is None else args.seed,
+    )
+    raw = quality_suite.run(opts)
+    md_path, json_path = quality_suite.write(raw, opts.out)
+    print(md_path.read_text(encoding="utf-8"))
+    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+    return 0
 
 
 def _add_service(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -101,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench import service_bench
 
         return service_bench.main(args)
+    if args.command == "quality":
+        return _run_quality(args, argv)
     from bench import report as report_mod
     from bench.search_bench import Options, Sizes, run
 

@@ -9,7 +9,6 @@ so fusion settings are exactly the product defaults.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +16,33 @@ from bench.datasets import tomt_queries
 from bench.report import QualityRow
 from bench.timing import summarize
 from metamedia.config import Settings
-from metamedia.domain import SearchMode, SearchRequest
+from metamedia.domain import SearchMode
+from metamedia.services.evaluation import EvalQuery, evaluate
 from metamedia.services.runtime import Runtime
 
 MODES: tuple[SearchMode, ...] = ("hybrid", "semantic", "keyword")
 
 
 def run(data_dir: Path, max_queries: int | None = None) -> dict[str, Any]:
-    queries = tomt_queries("validation")[:max_queries]
+    """Rank of each query's film per mode, via the service behind `metamedia eval`."""
+    queries = [
+        EvalQuery(line=i, query=q.query, gold=q.gold)
+        for i, q in enumerate(tomt_queries("validation")[:max_queries], start=1)
+    ]
     runtime = Runtime.open(Settings(data_dir=data_dir))
-    out: dict[str, Any] = {"queries": len(queries), "modes": {}}
     try:
-        runtime.search.embed_query("warm up")
-        for mode in MODES:
-            ranks: list[int | None] = []
-            latency: list[float] = []
-            for q in queries:
-                request = SearchRequest(query=q.query, mode=mode, limit=100)
-                start = time.perf_counter()
-                response = runtime.search.search(request)
-                latency.append((time.perf_counter() - start) * 1000)
-                ids = [hit.id for hit in response.results]
-                ranks.append(ids.index(q.gold) + 1 if q.gold in ids else None)
-            out["modes"][mode] = {
-                "ranks": ranks,
-                "latency_ms": summarize(latency).as_dict(),
-                **scores(ranks),
-            }
+        report = evaluate(runtime, queries, MODES, limit=100)
     finally:
         runtime.close()
+    out: dict[str, Any] = {"queries": len(report.ranks), "modes": {}}
+    for mode in MODES:
+        ranks = [row.rank[mode] for row in report.ranks]
+        latency = [row.ms[mode] for row in report.ranks if mode in row.ms]
+        out["modes"][mode] = {
+            "ranks": ranks,
+            "latency_ms": summarize(latency).as_dict(),
+            **scores(ranks),
+        }
     return out
 
 

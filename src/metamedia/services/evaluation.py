@@ -83,13 +83,15 @@ class ModeScores:
 
 @dataclass(frozen=True)
 class QueryRanks:
-    """Where the gold item came in each mode (1-based; None: not in the results)."""
+    """Where the gold item came in each mode (1-based; None: not in the results),
+    the first result's id, the search's wall time and any refusal message."""
 
     line: int
     query: str
     gold: str
     rank: dict[str, int | None]
     first: dict[str, str | None] = field(default_factory=dict)
+    ms: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -220,11 +222,12 @@ def resolve_queries(
     catalog: Iterable[CatalogEntry],
 ) -> tuple[list[EvalQuery], list[EvalProblem]]:
     """Fill in gold ids from title+year and check every gold id is in the catalog."""
-    ids: set[str] = set()
+    entries = list(catalog)
+    ids = {entry.id for entry in entries}
     by_title: dict[str, list[CatalogEntry]] = {}
-    for entry in catalog:
-        ids.add(entry.id)
-        by_title.setdefault(normalise_title(entry.title), []).append(entry)
+    if any(q.gold is None for q in queries):  # only then is the title index worth building
+        for entry in entries:
+            by_title.setdefault(normalise_title(entry.title), []).append(entry)
     resolved: list[EvalQuery] = []
     problems: list[EvalProblem] = []
     for q in queries:
@@ -287,7 +290,6 @@ def evaluate(
         search.embedder.encode(["warm up"])  # model load stays out of the first latency
     total, done = len(checked) * len(modes), 0
     rows = [QueryRanks(q.line, _preview(q.query), q.gold or "", {}) for q in checked]
-    latencies: dict[str, list[float]] = {mode: [] for mode in modes}
     for mode in modes:
         for q, row in zip(checked, rows, strict=True):
             try:
@@ -296,7 +298,7 @@ def evaluate(
                 )
                 started = time.perf_counter()
                 ids = [hit.id for hit in search.search(request).results]
-                latencies[mode].append((time.perf_counter() - started) * 1000)
+                row.ms[mode] = (time.perf_counter() - started) * 1000
             except ValidationError as exc:
                 ids, row.errors[mode] = [], describe_validation_error(exc)
             except MetaMediaError as exc:
@@ -306,13 +308,15 @@ def evaluate(
             done += 1
             if progress is not None:
                 progress(done, total)
-    scores = {mode: _scores(rows, mode, latencies[mode]) for mode in modes}
+    scores = {mode: mode_scores(rows, mode) for mode in modes}
     problems_all = sorted([*problems, *unresolved], key=lambda p: p.line)
     return EvalReport(scores, rows, problems_all, limit, tenant)
 
 
-def _scores(rows: Sequence[QueryRanks], mode: str, latencies: list[float]) -> ModeScores:
+def mode_scores(rows: Sequence[QueryRanks], mode: str) -> ModeScores:
+    """One mode's scores over any subset of a report's rows (slice by length, source...)."""
     n = len(rows)
+    latencies = [row.ms[mode] for row in rows if mode in row.ms]
     ranks = [row.rank.get(mode) for row in rows]
     found = [r for r in ranks if r is not None]
     denominator = max(n, 1)
