@@ -12,9 +12,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+import strawberry
 from fastapi.testclient import TestClient
 
+from metamedia.api.access import UndeclaredRouteError, undeclared, verify_declared
 from metamedia.api.app import create_app
+from metamedia.api.graphql.context import verify_fields_declared
 from metamedia.services.runtime import Runtime
 from tests.api.conftest import user_headers
 from tests.conftest import ADMIN_HEADERS
@@ -196,3 +200,21 @@ def test_feed_reasons_never_quote_titles_the_user_may_not_see(client: TestClient
     after = client.get("/v1/users/zed/feed", params={"limit": 20}).json()["items"]
     quoted = " ".join(r for i in after for r in i["reasons"])
     assert after and not any(title in quoted for title in titles), quoted
+
+
+def test_a_route_or_field_without_a_rule_is_refused_at_start(demo_runtime: Runtime) -> None:
+    app = create_app(runtime=demo_runtime)
+    verify_declared(app)
+    app.add_api_route("/v1/brand-new", lambda: {"ok": True}, methods=["GET"])
+    assert undeclared(app) == [("GET", "/v1/brand-new")]
+    with pytest.raises(UndeclaredRouteError, match="GET /v1/brand-new"):
+        verify_declared(app)
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def secret_report(self) -> str:
+            return "no"
+
+    with pytest.raises(UndeclaredRouteError, match=r"Query\.secretReport"):
+        verify_fields_declared(Query)
