@@ -94,7 +94,7 @@ def test_serve_process_never_maps_libtorch(demo_data_dir: Path, tmp_path: Path) 
 _RUNTIME_SCRIPT = """
 import json, sys
 from pathlib import Path
-import metamedia.api.app  # every module `metamedia serve` imports
+import metamedia.api.app, metamedia.cli  # every module `metamedia serve` imports
 from metamedia.config import Settings
 from metamedia.domain import SearchRequest
 from metamedia.services.runtime import Runtime
