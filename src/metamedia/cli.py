@@ -278,17 +278,29 @@ def serve(
             "Default: METAMEDIA_ANONYMOUS, else read.",
         ),
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Reverse proxies whose X-Forwarded-For names the client (comma-separated "
+            "IPs or networks, '*' for any). Default: METAMEDIA_FORWARDED_ALLOW_IPS, else "
+            "none: per-IP limits then count the connecting peer.",
+        ),
+    ] = None,
 ) -> None:
     """Start the REST API (interactive docs at /docs)."""
     import uvicorn
 
     from metamedia.api.app import create_app
+    from metamedia.api.proxies import proxy_options
 
     settings = _settings(data_dir)
     if anonymous is not None:
         if anonymous not in ("off", "read", "open"):
             _fail(f"--anonymous must be off, read or open, not {anonymous!r}")
         settings = settings.model_copy(update={"anonymous": anonymous})
+    if forwarded_allow_ips is not None:
+        settings = settings.model_copy(update={"forwarded_allow_ips": forwarded_allow_ips})
+    proxies = proxy_options(settings.forwarded_allow_ips)
     if "METAMEDIA_EMBED_THREADS" not in os.environ:
         # Each request embeds one short query; parallelism comes from concurrent requests.
         settings = settings.model_copy(update={"embed_threads": 1})
@@ -300,7 +312,7 @@ def serve(
     # Our middleware writes one structured access line per request; uvicorn's own
     # access log would only repeat it, unstructured.
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False, **proxies)
         return
     # Worker processes build their app from the environment: pass the settings there.
     os.environ["METAMEDIA_DATA_DIR"] = str(settings.data_dir)
@@ -313,6 +325,7 @@ def serve(
         port=port,
         workers=workers,
         access_log=False,
+        **proxies,
     )
 
 

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         "also act as any user, read and write their data. Anonymous callers (and the web "
         "pages) see the 'default' tenant only.",
     )
+    forwarded_allow_ips: str = Field(
+        default="",
+        max_length=1000,
+        description="Reverse proxies trusted to set X-Forwarded-For (comma-separated IPs or "
+        "networks, '*' for any). Empty: none, so the per-IP limits count the real peer.",
+    )
     rate_limit_per_ip: str = Field(
         default="1200/minute", description="Anonymous requests per client IP (limits syntax)."
     )

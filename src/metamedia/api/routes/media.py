@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from metamedia.api.access import CallerDep
 from metamedia.api.deps import RuntimeDep, TenantDep, ViewerDep
+from metamedia.api.params import MediaIdPath
 from metamedia.api.security import WriteKey
 from metamedia.errors import InvalidRequestError
 from metamedia.services.recommend import FeedItem
@@ -31,7 +32,7 @@ class BatchResponse(BaseModel):
 
 @router.get("/{media_id:path}/similar", response_model=list[FeedItem])
 def similar_media(
-    media_id: str,
+    media_id: MediaIdPath,
     runtime: RuntimeDep,
     tenant: TenantDep,
     caller: CallerDep,
@@ -57,14 +58,14 @@ def similar_media(
 
 @router.get("/{media_id:path}")
 def get_media(
-    media_id: str, runtime: RuntimeDep, tenant: TenantDep, viewer: ViewerDep
+    media_id: MediaIdPath, runtime: RuntimeDep, tenant: TenantDep, viewer: ViewerDep
 ) -> dict[str, Any]:
     return runtime.catalog.get(media_id, tenant, viewer).model_dump(mode="json")
 
 
 @router.put("/{media_id:path}")
 def put_media(
-    media_id: str,
+    media_id: MediaIdPath,
     body: dict[str, Any],
     runtime: RuntimeDep,
     tenant: TenantDep,
@@ -79,7 +80,9 @@ def put_media(
 
 
 @router.delete("/{media_id:path}", status_code=204)
-def delete_media(media_id: str, runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey) -> Response:
+def delete_media(
+    media_id: MediaIdPath, runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey
+) -> Response:
     runtime.catalog.delete(media_id, tenant)
     return Response(status_code=204)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from metamedia.api.deps import RuntimeDep, TenantDep
+from metamedia.api.params import ThemeIdPath
 
 router = APIRouter(prefix="/v1/themes", tags=["themes"])
 
@@ -19,7 +20,7 @@ def list_themes(runtime: RuntimeDep, tenant: TenantDep) -> list[dict[str, Any]]:
 
 @router.get("/{theme_id}")
 def get_theme(
-    theme_id: int,
+    theme_id: ThemeIdPath,
     runtime: RuntimeDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from metamedia.api.abuse import EventGate, event_gate
 from metamedia.api.access import CallerDep
 from metamedia.api.deps import RegionDep, RuntimeDep, TenantDep
+from metamedia.api.params import SessionIdPath, UserIdPath
 from metamedia.api.security import WriteKey
 from metamedia.api.variants import shown_to
 from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
@@ -40,7 +41,7 @@ _STATUSES = ("recorded", "duplicate", "rejected")
 
 @router.put("/{user_id}", response_model=UserOut)
 def put_user(
-    user_id: str,
+    user_id: UserIdPath,
     runtime: RuntimeDep,
     tenant: TenantDep,
     body: Annotated[dict[str, Any] | None, Body()] = None,
@@ -53,7 +54,7 @@ def put_user(
 
 
 @router.get("/{user_id}", response_model=UserOut)
-def get_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> UserOut:
+def get_user(user_id: UserIdPath, runtime: RuntimeDep, tenant: TenantDep) -> UserOut:
     return _user_out(runtime.users.require(tenant, user_id))
 
 
@@ -67,13 +68,13 @@ def _user_out(record: UserRecord) -> UserOut:
 
 
 @router.get("/{user_id}/preferences", response_model=Preferences)
-def get_preferences(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> Preferences:
+def get_preferences(user_id: UserIdPath, runtime: RuntimeDep, tenant: TenantDep) -> Preferences:
     return runtime.users.preferences(tenant, user_id)
 
 
 @router.put("/{user_id}/preferences", response_model=Preferences)
 def put_preferences(
-    user_id: str,
+    user_id: UserIdPath,
     body: Annotated[dict[str, Any], Body()],
     runtime: RuntimeDep,
     tenant: TenantDep,
@@ -83,7 +84,7 @@ def put_preferences(
 
 @router.post("/{user_id}/interactions", response_model=InteractionsOut)
 def post_interactions(
-    user_id: str,
+    user_id: UserIdPath,
     body: Annotated[Any, Body()],
     runtime: RuntimeDep,
     tenant: TenantDep,
@@ -106,19 +107,19 @@ def post_interactions(
 
 @router.get("/{user_id}/history", response_model=list[StoredInteraction])
 def get_history(
-    user_id: str,
+    user_id: UserIdPath,
     runtime: RuntimeDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[StoredInteraction]:
     return runtime.users.history(tenant, user_id, limit, offset)
 
 
 @router.get("/{user_id}/sessions/{session_id}", response_model=list[StoredInteraction])
 def get_session(
-    user_id: str,
-    session_id: str,
+    user_id: UserIdPath,
+    session_id: SessionIdPath,
     runtime: RuntimeDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -128,13 +129,15 @@ def get_session(
 
 
 @router.get("/{user_id}/favorites")
-def get_favorites(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> list[dict[str, Any]]:
+def get_favorites(
+    user_id: UserIdPath, runtime: RuntimeDep, tenant: TenantDep
+) -> list[dict[str, Any]]:
     return runtime.users.favorites(tenant, user_id)
 
 
 @router.get("/{user_id}/feed", response_model=FeedPage)
 def get_feed(
-    user_id: str,
+    user_id: UserIdPath,
     runtime: RuntimeDep,
     tenant: TenantDep,
     region: RegionDep,
@@ -155,7 +158,7 @@ class TokenOut(BaseModel):
 
 @router.post("/{user_id}/token", response_model=TokenOut)
 def issue_token(
-    user_id: str,
+    user_id: UserIdPath,
     runtime: RuntimeDep,
     tenant: TenantDep,
     _key: WriteKey,
@@ -169,13 +172,15 @@ def issue_token(
 
 
 @router.get("/{user_id}/export")
-def export_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep) -> dict[str, Any]:
+def export_user(user_id: UserIdPath, runtime: RuntimeDep, tenant: TenantDep) -> dict[str, Any]:
     """Everything held about the user (GDPR access): their own token, or a `write` key."""
     return runtime.users.export(tenant, user_id)
 
 
 @router.delete("/{user_id}", status_code=204)
-def delete_user(user_id: str, runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey) -> Response:
+def delete_user(
+    user_id: UserIdPath, runtime: RuntimeDep, tenant: TenantDep, _key: WriteKey
+) -> Response:
     """Erase the user from every store and cache (GDPR erasure)."""
     runtime.users.delete(tenant, user_id)
     return Response(status_code=204)
