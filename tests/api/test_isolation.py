@@ -257,10 +257,15 @@ UPSERT_USER = (
 UPSERT_MEDIA = """mutation { upsertMedia(media: {id: "scratch-gql", title: "Scratch Gql",
   type: movie}) { status } }"""
 
-# field -> (document, takes a user, takes an item, takes a named user)
+MEDIA_SIMILAR = """query($id: String!, $named: String) {
+  media(id: $id) { id title similar(limit: 10, user: $named) { id title reasons } } }"""
+
+# field -> (document, takes a user, takes an item, takes a named user); a nested field
+# that names a user (`Media.similar(user:)`) is tried through its root field too.
 GRAPHQL_CASES: dict[str, tuple[str, bool, bool, bool]] = {
     "Query.search": (SEARCH, False, False, False),
     "Query.media": (MEDIA, False, True, False),
+    "Query.media+Media.similar": (MEDIA_SIMILAR, False, True, True),
     "Query.similar": (SIMILAR, False, True, True),
     "Query.themes": ("{ themes { id label } }", False, False, False),
     "Query.theme": ("{ theme(id: 0) { id label } }", False, False, False),
@@ -289,9 +294,8 @@ def test_graphql_fields_isolate_tenants_users_and_scopes(
     untried = set(fields) - set(GRAPHQL_CASES)
     assert not untried, f"add an isolation case for the new GraphQL field(s) {untried}"
     problems: list[str] = []
-    for name in fields:
-        document, takes_user, takes_item, takes_named = GRAPHQL_CASES[name]
-        rule = GRAPHQL_RULES[name]
+    for name, (document, takes_user, takes_item, takes_named) in GRAPHQL_CASES.items():
+        rule = GRAPHQL_RULES[name.split("+")[0]]
         users = ["ann", "cat", "gus"] if takes_user else [None]
         items = ["a1", "a2", "g2"] if takes_item else [None]
         variants: list[tuple[str | None, str | None, dict[str, str], str | None]] = [
@@ -308,6 +312,8 @@ def test_graphql_fields_isolate_tenants_users_and_scopes(
                     own = user is not None and USERS.get(user) == verdict.tenant
                     blocked = preferences(user)["blocked_owners"] if own and user else ["nobody"]
                     variables["prefs"] = {"blockedOwners": blocked}
+                if named is not None:  # a public item the caller's tenant has: the claim decides
+                    variables["id"] = "g1" if who.tenant == B else "a1"
                 used = {k: v for k, v in variables.items() if f"${k}" in document}
                 response = client.post(
                     "/graphql",
