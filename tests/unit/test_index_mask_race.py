@@ -57,3 +57,24 @@ def test_a_mask_from_before_a_rebuild_is_refused_by_name(runtime: Runtime) -> No
     derived = mask & mask  # numpy results keep the generation
     with pytest.raises(StaleMaskError):
         runtime.indexes.search(query, 5, derived)
+
+
+def test_a_write_while_the_feed_ranks_does_not_fail_the_feed(runtime: Runtime) -> None:
+    for n in range(6):
+        runtime.catalog.put(f"f{n}", {"title": f"sea story {n}", "genres": ["drama"]}, "default")
+    runtime.users.upsert("default", "reader", {"liked_genres": ["drama"]})
+    indexes = runtime.indexes
+    real_label_mask = indexes.label_mask
+    written: list[str] = []
+
+    def label_mask_after_a_write(field: str, values: tuple[str, ...]) -> Any:
+        if not written:  # the write lands after the feed made its filter mask
+            written.append("late")
+            runtime.catalog.put("f-late", {"title": "late", "genres": ["drama"]}, "default")
+            indexes.sync()
+        return real_label_mask(field, values)
+
+    indexes.label_mask = label_mask_after_a_write  # type: ignore[method-assign]
+    page = runtime.discovery.feed("default", "reader", 10)
+    assert written == ["late"]
+    assert {item.id for item in page.items} >= {f"f{n}" for n in range(6)}

@@ -230,7 +230,8 @@ class RecommendService:
             cands.add(np.array(best_collab, dtype=np.int64), "collaborative")
         if ctx.prefs.liked_genres:
             liked_mask = self.indexes.label_mask("genre", tuple(ctx.prefs.liked_genres))
-            liked = np.flatnonzero(mask & liked_mask)
+            # Items written since `mask` was made sit past its end: not candidates now.
+            liked = np.flatnonzero(mask & liked_mask[: mask.shape[0]])
             by_pop = liked[_top(popularity[liked], POOL)]
             cands.add(self.indexes.keys_at(by_pop), "preference")
         return cands
