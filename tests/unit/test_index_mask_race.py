@@ -23,7 +23,7 @@ def _put(runtime: Runtime, media_id: str, title: str) -> None:
 
 
 def test_a_write_between_mask_and_vector_search_does_not_fail_the_search(
-    runtime: Runtime,
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for n in range(5):
         _put(runtime, f"m{n}", f"harbour lighthouse keeper story {n}")
@@ -38,7 +38,7 @@ def test_a_write_between_mask_and_vector_search_does_not_fail_the_search(
             runtime.indexes.sync()
         return real_embed(text)
 
-    search.embed_query = embed_while_someone_writes  # type: ignore[method-assign]
+    monkeypatch.setattr(search, "embed_query", embed_while_someone_writes)
     request = SearchRequest(query="lighthouse keeper", mode="semantic", limit=10)
     response = runtime.discovery.search(request)
     assert written == ["late"]
@@ -59,7 +59,9 @@ def test_a_mask_from_before_a_rebuild_is_refused_by_name(runtime: Runtime) -> No
         runtime.indexes.search(query, 5, derived)
 
 
-def test_a_write_while_the_feed_ranks_does_not_fail_the_feed(runtime: Runtime) -> None:
+def test_a_write_while_the_feed_ranks_does_not_fail_the_feed(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for n in range(6):
         runtime.catalog.put(f"f{n}", {"title": f"sea story {n}", "genres": ["drama"]}, "default")
     runtime.users.upsert("default", "reader", {"liked_genres": ["drama"]})
@@ -74,7 +76,7 @@ def test_a_write_while_the_feed_ranks_does_not_fail_the_feed(runtime: Runtime) -
             indexes.sync()
         return real_label_mask(field, values)
 
-    indexes.label_mask = label_mask_after_a_write  # type: ignore[method-assign]
+    monkeypatch.setattr(indexes, "label_mask", label_mask_after_a_write)
     page = runtime.discovery.feed("default", "reader", 10)
     assert written == ["late"]
     assert {item.id for item in page.items} >= {f"f{n}" for n in range(6)}
