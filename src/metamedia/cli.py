@@ -309,6 +309,11 @@ def serve(
         f"API docs: http://{host}:{port}/docs)"
     )
     console.print(f"Anonymous access: {ANONYMOUS_WORDS[settings.anonymous]}")
+    if "METAMEDIA_PUBLIC_USER_WRITES" in os.environ:
+        err_console.print(
+            "[yellow]note:[/] METAMEDIA_PUBLIC_USER_WRITES is gone and ignored: end users "
+            "write with their own token; METAMEDIA_ANONYMOUS=open is the demo's keyless mode."
+        )
     # Our middleware writes one structured access line per request; uvicorn's own
     # access log would only repeat it, unstructured.
     if workers == 1:

@@ -64,6 +64,10 @@ def test_serve_and_demo_say_what_anonymous_callers_may_do(
     assert "Anonymous access: read" in served.output
     off = runner.invoke(app, ["serve", "--anonymous", "off", *where])
     assert "Anonymous access: off" in off.output
+    monkeypatch.setenv("METAMEDIA_PUBLIC_USER_WRITES", "true")
+    legacy = runner.invoke(app, ["serve", *where])
+    assert "METAMEDIA_PUBLIC_USER_WRITES is gone" in legacy.output
+    monkeypatch.delenv("METAMEDIA_PUBLIC_USER_WRITES")
     bad = runner.invoke(app, ["serve", "--anonymous", "everyone", *where])
     assert bad.exit_code != 0 and "off, read or open" in bad.output
     demo = runner.invoke(app, ["demo", "--data-dir", str(tmp_path / "demo")])
@@ -71,4 +75,4 @@ def test_serve_and_demo_say_what_anonymous_callers_may_do(
     assert "Open mode" in demo.output and "Anonymous access: OPEN" in demo.output
     closed = runner.invoke(app, ["demo", "--no-open", "--data-dir", str(tmp_path / "demo")])
     assert "Open mode" not in closed.output and "Anonymous access: read" in closed.output
-    assert len(started) == 4
+    assert len(started) == 5

@@ -235,6 +235,25 @@ def test_changing_the_bootstrap_key_ends_its_admin_sessions(
         assert after.get("/admin", follow_redirects=False).status_code == 303
 
 
+def test_with_anonymous_off_the_catalog_pages_need_a_signed_in_user(
+    web_demo_dir: Path, tmp_path: Path, make_runtime: Any
+) -> None:
+    copy = tmp_path / "closed"
+    shutil.copytree(web_demo_dir, copy)
+    runtime = make_runtime(copy, anonymous="off")
+    with TestClient(create_app(runtime=runtime)) as closed:
+        for path in ("/", "/media/mm-0001", "/themes"):
+            page = closed.get(path, params={"q": "heist"} if path == "/" else None)
+            assert page.status_code == 401 and "Sign in first" in page.text, path
+        feed = closed.get("/feed")
+        assert feed.status_code == 200 and "Your user token" in feed.text
+        token = _token(closed)
+        user_token = runtime.keys.issue_user_token("default", "ada")
+        closed.post("/feed/user", data={"token": user_token, "csrf": token})
+        assert closed.get("/", params={"q": "heist"}).status_code == 200
+        assert closed.get("/media/mm-0001").status_code == 200
+
+
 def test_profiles_need_proof_unless_the_demo_opened_them(
     web_demo_dir: Path, tmp_path: Path, make_runtime: Any
 ) -> None:
