@@ -157,3 +157,27 @@ def test_the_variant_is_named_to_keys_only(exp_app_client: TestClient) -> None:
     assert set(key_search["experiments"]) == {"ranking"}
     own_search = client.post("/v1/search", json=body, headers=as_user).json()
     assert own_search["experiments"] == {}
+
+
+def test_graphql_record_interaction_applies_the_same_cap(bare_client: TestClient) -> None:
+    client = bare_client
+    headers = _token(client, "gql-bot")
+    mutation = """mutation($user: String!, $events: [InteractionInput!]!) {
+      recordInteraction(user: $user, events: $events) { recorded }
+    }"""
+    events = [{"item": OBSCURE, "type": "view", "ts": time.time() - n} for n in range(101)]
+    body = client.post(
+        "/graphql",
+        json={"query": mutation, "variables": {"user": "gql-bot", "events": events}},
+        headers=headers,
+    ).json()
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "InvalidRequestError"
+    assert error["extensions"]["status"] == 422 and error["extensions"]["field"] == "events"
+    assert "at most 100 events" in error["message"]
+    ok = client.post(
+        "/graphql",
+        json={"query": mutation, "variables": {"user": "gql-bot", "events": events[:100]}},
+        headers=headers,
+    ).json()
+    assert ok["data"]["recordInteraction"]["recorded"] == 100
