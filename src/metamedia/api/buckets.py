@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from metamedia.services.access import Caller
 from metamedia.services.runtime import Runtime
 
 BucketKind = Literal["key", "user", "anonymous"]
@@ -41,6 +42,15 @@ def presented_secret(headers: dict[str, str]) -> str | None:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
     return headers.get("x-api-key") or None
+
+
+def bucket_for(caller: Caller, client_host: str | None) -> Bucket:
+    """The bucket of a caller `api.access` already resolved (no second verification)."""
+    if caller.kind == "key" and caller.key is not None:
+        return Bucket("key", f"key:{caller.key.actor}")
+    if caller.kind == "user" and caller.user is not None:
+        return Bucket("user", f"user:{caller.tenant}\x1f{caller.user}", caller.tenant, caller.user)
+    return Bucket("anonymous", f"ip:{client_host or 'unknown'}")
 
 
 def bucket_of(runtime: Runtime | None, headers: dict[str, str], client_host: str | None) -> Bucket:

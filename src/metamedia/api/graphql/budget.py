@@ -20,7 +20,8 @@ from typing import Any
 from graphql import GraphQLError
 from limits import RateLimitItem, RateLimitItemPerMinute, storage, strategies
 
-from metamedia.api.buckets import Bucket, BucketKind, bucket_of
+from metamedia.api.buckets import Bucket, BucketKind, bucket_for, bucket_of
+from metamedia.services.access import Caller
 
 BUDGET_SPENT = "CostBudgetExceeded"
 NAMESPACE = "graphql-cost"
@@ -50,10 +51,17 @@ class CostBudget:
         """Charge the caller behind a GraphQL context; the error (and the HTTP 429 with
         `Retry-After` on the response) when the budget is spent."""
         request = getattr(context, "request", None)
-        runtime = getattr(getattr(getattr(request, "app", None), "state", None), "runtime", None)
-        headers = {k.lower(): v for k, v in getattr(request, "headers", {}).items()}
         client = getattr(request, "client", None)
-        caller = bucket_of(runtime, headers, client.host if client else None)
+        host = client.host if client else None
+        resolved = getattr(context, "caller", None)
+        if isinstance(resolved, Caller):
+            caller = bucket_for(resolved, host)
+        else:
+            runtime = getattr(
+                getattr(getattr(request, "app", None), "state", None), "runtime", None
+            )
+            headers = {k.lower(): v for k, v in getattr(request, "headers", {}).items()}
+            caller = bucket_of(runtime, headers, host)
         retry_after = self.charge(caller, cost)
         if retry_after is None:
             return None
