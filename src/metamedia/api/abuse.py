@@ -43,6 +43,10 @@ class EventGate:
                 "`write` key",
                 field="events",
             )
+        self.pace(tenant, user, count)
+
+    def pace(self, tenant: str, user: str, count: int) -> None:
+        """Count `count` events against the user's per-minute allowance (429 past it)."""
         who = f"{tenant}\x1f{user}"
         if self.limiter.hit(self.per_user, NAMESPACE, who, cost=count):
             return

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from metamedia.api.abuse import event_gate
 from metamedia.api.web.common import (
     TENANT,
     USER_COOKIE,
@@ -28,7 +29,7 @@ from metamedia.api.web.common import (
     user_cookie,
 )
 from metamedia.api.web.search_pages import item_cards, poster_url
-from metamedia.errors import InvalidRequestError, MetaMediaError, NotFoundError
+from metamedia.errors import InvalidRequestError, MetaMediaError, NotFoundError, RateLimitedError
 from metamedia.services.demo_users import DemoUser, demo_users
 
 router = APIRouter(include_in_schema=False)
@@ -223,6 +224,10 @@ def react(
     if kind is None:
         raise WebError(422, "Unknown action", f"action must be one of {', '.join(ACTIONS)}")
     surface = "feed" if next.startswith("/feed") else "item"
+    try:
+        event_gate(request).pace(TENANT, user, 1)  # a person clicks; a script is paced
+    except RateLimitedError as exc:
+        raise WebError(429, "Slow down", exc.message) from exc
     results = runtime_of(request).users.record(
         TENANT, user, [{"item": item, "type": kind, "context": {"surface": surface}}]
     )
