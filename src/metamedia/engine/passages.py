@@ -1,0 +1,129 @@
+"""Passages: the units of a description that the dense side embeds one by one.
+
+A film's lead paragraph mixes credits ("a 1953 American film noir directed by
+... starring ...") with its story. Embedded as one text, the credits dilute
+the story, and a plain description of what happens ("a man who cannot form
+new memories ...") lands far from the film. Embedded sentence by sentence, the
+story sentence stands alone and a query can match it (max-sim over passages).
+
+Pure text processing: no model, no I/O. The same function runs at ingest and
+at index rebuild, so passages are always derived from the stored description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from metamedia.domain import MediaItem
+
+MIN_PASSAGE_WORDS = 6  # shorter sentences join their neighbour
+MAX_PASSAGE_WORDS = 80  # longer ones are cut into windows of this many words
+MAX_PASSAGES = 32  # long descriptions are grouped so an item never has more
+
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr st jr sr mt vs etc co inc ltd no vol lt col gen sgt capt prof rev ft "
+    "jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k a.k.a".split()
+)
+# A sentence ends at . ! or ? (optionally closed by quotes or brackets), then
+# whitespace, then something that can start a sentence.
+_BOUNDARY = re.compile(r"(?<=[.!?])([\"'\u201d\u2019)\]]*)\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_WORD = re.compile(r"\S+")
+
+
+def _ends_with_abbreviation(text: str) -> bool:
+    """True when the final dot belongs to an abbreviation or an initial ("George W.")."""
+    last = text.rstrip().rsplit(" ", 1)[-1].rstrip(".").lower().lstrip("(\"'")
+    if len(last) == 1 and last.isalpha():
+        return True
+    return last in _ABBREVIATIONS
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a plain-text paragraph, keeping abbreviations and initials intact."""
+    pieces: list[str] = []
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        candidate = text[start : match.start() + len(match.group(1))].strip()
+        if candidate and not _ends_with_abbreviation(candidate):
+            pieces.append(candidate)
+            start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        pieces.append(tail)
+    return pieces
+
+
+def _word_windows(sentence: str) -> list[str]:
+    words = _WORD.findall(sentence)
+    if len(words) <= MAX_PASSAGE_WORDS:
+        return [sentence]
+    return [
+        " ".join(words[i : i + MAX_PASSAGE_WORDS]) for i in range(0, len(words), MAX_PASSAGE_WORDS)
+    ]
+
+
+def _merge_short(sentences: list[str]) -> list[str]:
+    merged: list[str] = []
+    for sentence in sentences:
+        short = len(_WORD.findall(sentence)) < MIN_PASSAGE_WORDS
+        if merged and (short or len(_WORD.findall(merged[-1])) < MIN_PASSAGE_WORDS):
+            merged[-1] = f"{merged[-1]} {sentence}"
+        else:
+            merged.append(sentence)
+    return merged
+
+
+def _group(passages: list[str], limit: int) -> list[str]:
+    """At most `limit` passages, joining neighbours evenly when there are more."""
+    if len(passages) <= limit:
+        return passages
+    size = -(-len(passages) // limit)  # ceiling division
+    return [" ".join(passages[i : i + size]) for i in range(0, len(passages), size)]
+
+
+def split_passages(text: str, max_passages: int = MAX_PASSAGES) -> list[str]:
+    """The passages of a description: sentences, short ones merged, long ones windowed."""
+    text = " ".join(text.split())
+    if not text:
+        return []
+    windows = [w for s in split_sentences(text) for w in _word_windows(s)]
+    return _group(_merge_short(windows), max_passages)
+
+
+def text_hash(text: str) -> str:
+    """Content address of a text: equal hashes mean the stored vector can be reused."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def item_passages(item: MediaItem) -> list[str]:
+    """What the dense side embeds for an item: its description's passages, its tags
+    as one more passage; an item with neither is represented by its title and genres."""
+    passages = split_passages(item.description)
+    if item.tags:
+        passages.append("Tags: " + ", ".join(item.tags))
+    return passages or [item.embedding_text()]
+
+
+QUERY_WINDOW_WORDS = 160  # about 220 word pieces: inside the model's 256-token window
+QUERY_WINDOW_STRIDE = 120
+MAX_QUERY_WINDOWS = 12
+
+
+def query_windows(query: str) -> list[str]:
+    """A query cut into overlapping word windows the model reads whole.
+
+    An everyday query is one window. A long request (up to 8,000 characters)
+    becomes several, so words past the model's 256 tokens still count; more
+    than `MAX_QUERY_WINDOWS` windows are spread evenly over the text.
+    """
+    words = query.split()
+    if len(words) <= QUERY_WINDOW_WORDS:
+        return [" ".join(words) or query]
+    starts = list(
+        range(0, len(words) - QUERY_WINDOW_WORDS + QUERY_WINDOW_STRIDE, QUERY_WINDOW_STRIDE)
+    )
+    if len(starts) > MAX_QUERY_WINDOWS:
+        step = (len(starts) - 1) / (MAX_QUERY_WINDOWS - 1)
+        starts = [starts[round(i * step)] for i in range(MAX_QUERY_WINDOWS)]
+    return [" ".join(words[s : s + QUERY_WINDOW_WORDS]) for s in starts]
