@@ -12,7 +12,6 @@ see. A route or field without a declared access rule fails the suite.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from metamedia.api.access import GRAPHQL_RULES, RULES, route_keys, undeclared
+from metamedia.api.access import GRAPHQL_RULES, RULES, openapi_rule, route_keys, undeclared
 from metamedia.api.app import create_app
 from metamedia.api.routes.ws import MESSAGE_RULES
 from metamedia.services.access import Access
@@ -71,10 +70,9 @@ def world(world_runtime: Runtime) -> Iterator[tuple[TestClient, list[Who]]]:
 
 def _declared(method: str, openapi_path: str) -> Access:
     """The rule of an OpenAPI operation (`{id:path}` templates appear as `{id}` there)."""
-    for (rule_method, path), rule in RULES.items():
-        if rule_method == method and re.sub(r":path}", "}", path) == openapi_path:
-            return rule
-    raise AssertionError(f"{method} {openapi_path} declares no access rule in RULES")
+    rule = openapi_rule(method, openapi_path)
+    assert rule is not None, f"{method} {openapi_path} declares no access rule in RULES"
+    return rule
 
 
 def _body(method: str, path: str, user: str | None, tenant: str) -> Any:
@@ -209,8 +207,10 @@ def test_every_route_declares_an_access_rule(world: tuple[TestClient, list[Who]]
     assert not set(RULES) - served, f"rules for routes that do not exist: {set(RULES) - served}"
     schema = client.get("/openapi.json").json()
     for path, operations in schema["paths"].items():
-        for method in operations:
-            _declared(method.upper(), path)
+        for method, operation in operations.items():
+            assert operation["x-access"] == _declared(method.upper(), path).value
+            assert "Access: " in operation["description"]
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
 
 
 def test_rest_routes_isolate_tenants_users_and_scopes(

@@ -13,7 +13,7 @@ result through `CallerDep`, `TenantDep` and `ViewerDep` (see `deps.py`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIWebSocketRoute, iter_route_contexts
@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 
 from metamedia.api.security import presented_key
 from metamedia.errors import AuthenticationError
-from metamedia.services.access import Access, Caller, check, resolve
+from metamedia.services.access import RULE_TEXT, Access, Caller, check, resolve
 from metamedia.services.auth import DEFAULT_TENANT
 from metamedia.services.runtime import Runtime
 
@@ -156,6 +156,47 @@ def verify_declared(app: FastAPI) -> None:
             "routes without an access rule in metamedia.api.access.RULES: "
             + ", ".join(f"{m} {p}" for m, p in missing)
         )
+
+
+def openapi_rule(method: str, openapi_path: str) -> Access | None:
+    """The rule of an operation as OpenAPI names it (`{id:path}` appears as `{id}`)."""
+    for (rule_method, path), rule in RULES.items():
+        if rule_method == method and path.replace(":path}", "}") == openapi_path:
+            return rule
+    return None
+
+
+def document_rules(app: FastAPI) -> None:
+    """Put each operation's rule in `/openapi.json` (`x-access` and a line of its
+    description) and name the two ways to send credentials, so clients, fuzzers and
+    operators read the same table the app enforces."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                rule = openapi_rule(method.upper(), path)
+                if rule is None:
+                    continue
+                operation["x-access"] = rule.value
+                text = operation.get("description", "")
+                operation["description"] = f"{text}\n\nAccess: {RULE_TEXT[rule]}.".strip()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key, or a user token from POST /v1/users/{id}/token.",
+            },
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+        schema["security"] = [{}, {"bearer": []}, {"apiKey": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def rule_for(conn: HTTPConnection) -> Access:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from metamedia import __version__
-from metamedia.api.access import enforce, verify_declared
+from metamedia.api.access import document_rules, enforce, verify_declared
 from metamedia.api.errors import install_error_handlers
 from metamedia.api.graphql import graphql_router
 from metamedia.api.observing import RequestObserver
@@ -144,4 +144,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(graphql_router(config))
     install_web(app)  # the web UI: /, /media/{id}, /feed, /themes, /admin, /static
     verify_declared(app)  # every route has an access rule, or the app does not start
+    document_rules(app)  # ... and /openapi.json says which
     return app
