@@ -274,9 +274,13 @@ def test_profiles_need_proof_unless_the_demo_opened_them(
         assert refused.status_code == 409 and "Choose a user" in refused.text
         locked.cookies.delete("mm_user")
         # A user token minted by the back end is proof: it signs the visitor in.
-        user_token = runtime.keys.issue_user_token("default", "ada")
-        signed = locked.post("/feed/user", data={"token": user_token, "csrf": token})
-        assert signed.status_code == 200 and "For ada" in signed.text
+        user_token = runtime.keys.issue_user_token("default", "ada", ttl_s=600)
+        signed = locked.post(
+            "/feed/user", data={"token": user_token, "csrf": token}, follow_redirects=False
+        )
+        max_age = int(re.search(r"Max-Age=(\d+)", signed.headers["set-cookie"])[1])  # type: ignore[index]
+        assert max_age <= 600  # signed in no longer than the token is good for (not 30 days)
+        assert "For ada" in locked.get("/feed").text
         liked = locked.post(
             "/feed/react",
             data={"item": "mm-0001", "action": "like", "csrf": token},

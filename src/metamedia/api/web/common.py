@@ -172,11 +172,11 @@ USER_PURPOSE = "web-user"
 USER_COOKIE_TTL_S = 30 * 86_400.0
 
 
-def user_cookie(request: Request, user: str, proof: str) -> str:
+def user_cookie(request: Request, user: str, proof: str, ttl_s: float = USER_COOKIE_TTL_S) -> str:
     """The signed profile cookie: which user of the web tenant this browser acts as, and
     how that was proven ('token': a user token; 'open': the demo's open mode)."""
     claims = {"t": TENANT, "u": user, "p": proof}
-    return runtime_of(request).keys.seal(USER_PURPOSE, claims, USER_COOKIE_TTL_S)
+    return runtime_of(request).keys.seal(USER_PURPOSE, claims, ttl_s)
 
 
 def active_user(request: Request) -> str | None:

@@ -9,6 +9,7 @@ feed; without it they are plain forms that redirect back.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -30,6 +31,7 @@ from metamedia.api.web.common import (
 )
 from metamedia.api.web.search_pages import item_cards, poster_url
 from metamedia.errors import InvalidRequestError, MetaMediaError, NotFoundError, RateLimitedError
+from metamedia.services.auth import UserToken
 from metamedia.services.demo_users import DemoUser, demo_users
 
 router = APIRouter(include_in_schema=False)
@@ -142,8 +144,12 @@ def choose_user(
     signed cookie either way, so nobody becomes a user by editing a cookie."""
     runtime = runtime_of(request)
     chosen: str | None
+    lifetime = USER_COOKIE_MAX_AGE
     if token.strip():
-        chosen, proof = _token_user(request, token.strip()), "token"
+        proven = _token_user(request, token.strip())
+        # Signed in no longer than the token itself was good for.
+        chosen, proof = proven.user, "token"
+        lifetime = max(1, min(lifetime, int(proven.expires - time.time())))
     else:
         _open_mode_only(request)
         chosen, proof = clean_user_id(user), "open"
@@ -163,8 +169,8 @@ def choose_user(
     response = RedirectResponse("/feed", status_code=303)
     response.set_cookie(
         USER_COOKIE,
-        user_cookie(request, chosen, proof),
-        max_age=USER_COOKIE_MAX_AGE,
+        user_cookie(request, chosen, proof, lifetime),
+        max_age=lifetime,
         httponly=True,
         samesite="lax",
         secure=secure_cookies(request),
@@ -173,13 +179,13 @@ def choose_user(
     return response
 
 
-def _token_user(request: Request, token: str) -> str:
+def _token_user(request: Request, token: str) -> UserToken:
     claims = runtime_of(request).keys.verify_user_token(token)
     if claims is None or claims.tenant != TENANT:
         raise WebError(
             401, "Token not accepted", "That user token is unknown, expired or for another site."
         )
-    return claims.user
+    return claims
 
 
 def _open_mode_only(request: Request) -> None:
