@@ -1,4 +1,4 @@
-"""`python -m bench search|recommend|service|quality [...]`: command-line entry point.
+"""`python -m bench search|recommend|service|quality|train-ranker [...]`: command-line entry point.
 
 Only argument parsing lives here; the sections live in their own modules so
 each can be read (and run from a REPL) on its own.
@@ -154,6 +154,12 @@ def _add_recommend(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    if raw[:1] == ["train-ranker"]:
+        # Its own argument parser: the model is written into the package.
+        from bench.train_ranker import main as train_ranker
+
+        return train_ranker(raw[1:])
     args = _parser().parse_args(argv)
     if args.command == "recommend":
         from bench import recommend_bench

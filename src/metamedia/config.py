@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     rrf_k: float = Field(default=60.0, gt=0)
     keyword_weight: float = Field(default=1.0, ge=0)
     semantic_weight: float = Field(default=1.0, ge=0)
-    fusion_method: str = "rrf"
+    fusion_method: str = "learned"
     blas_threads: int = Field(
         default=1,
         ge=1,
@@ -226,8 +226,8 @@ class Settings(BaseSettings):
     @field_validator("fusion_method")
     @classmethod
     def _known_fusion(cls, value: str) -> str:
-        if value not in {"rrf", "weighted"}:
-            raise ValueError(f"fusion_method must be 'rrf' or 'weighted', not {value!r}")
+        if value not in {"learned", "rrf", "weighted"}:
+            raise ValueError(f"fusion_method must be 'learned', 'rrf' or 'weighted', not {value!r}")
         return value
 
     @field_validator("rate_limit_per_ip", "rate_limit_per_key", "user_event_rate")

@@ -16,7 +16,8 @@ from pydantic import (
 from metamedia.domain.media import MAX_YEAR, MIN_YEAR, MediaType, ShortText, normalise_labels
 
 SearchMode = Literal["hybrid", "semantic", "keyword"]
-FusionMethod = Literal["rrf", "weighted"]
+MAX_QUERY_CHARS = 8000  # tip-of-the-tongue requests are long; the dense side reads all of it
+FusionMethod = Literal["learned", "rrf", "weighted"]
 
 
 class SearchFilters(BaseModel):
@@ -61,7 +62,7 @@ class FusionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: FusionMethod = "rrf"
+    method: FusionMethod = "learned"
     keyword_weight: float = Field(default=1.0, ge=0.0, le=100.0)
     semantic_weight: float = Field(default=1.0, ge=0.0, le=100.0)
     rrf_k: float = Field(default=60.0, gt=0.0, le=10_000.0)
@@ -72,7 +73,9 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+    query: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS)
+    ]
     mode: SearchMode = "hybrid"
     limit: int = Field(default=10, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=10_000)
@@ -130,6 +133,7 @@ class Explanation(BaseModel):
     keyword_score: float | None = None
     vector_rank: int | None = None
     vector_similarity: float | None = None
+    title_match: bool = False
     fused_score: float
     method: str
 

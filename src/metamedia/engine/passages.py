@@ -97,12 +97,21 @@ def text_hash(text: str) -> str:
 
 
 def item_passages(item: MediaItem) -> list[str]:
-    """What the dense side embeds for an item: its description's passages, its tags
-    as one more passage; an item with neither is represented by its title and genres."""
+    """What the dense side searches for an item: its description's passages and its
+    tags as one more; an item with neither is represented by its title text."""
     passages = split_passages(item.description)
     if item.tags:
         passages.append("Tags: " + ", ".join(item.tags))
-    return passages or [item.embedding_text()]
+    return passages or [item_title_text(item)]
+
+
+def item_title_text(item: MediaItem) -> str:
+    """Title and genres: part of the item vector (what recommendations compare),
+    kept out of passage search so a title word cannot pose as a story match."""
+    parts = [item.title]
+    if item.genres:
+        parts.append(", ".join(item.genres))
+    return ". ".join(parts)
 
 
 QUERY_WINDOW_WORDS = 160  # about 220 word pieces: inside the model's 256-token window

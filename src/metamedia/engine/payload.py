@@ -271,3 +271,23 @@ class PayloadColumns:
         matrix: BoolArray = getattr(self, column)
         hits: BoolArray = np.any(matrix[: self._n, codes], axis=1)
         return hits
+
+    # -- what the ranker reads about candidates -----------------------------
+
+    def years_at(self, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+        """(n, 1 + most release years) years of each position, UNKNOWN-padded."""
+        first = self._year[positions].reshape(-1, 1)
+        return np.hstack([first, self._release_years[positions]]).astype(np.int32)
+
+    def genre_share_at(
+        self, positions: npt.NDArray[np.int64], genres: tuple[str, ...]
+    ) -> npt.NDArray[np.float32]:
+        """Share of each position's genres that are among `genres` (0 when it has none)."""
+        matrix: BoolArray = self._genres[positions]
+        total = matrix.sum(axis=1).astype(np.float32)
+        codes = self._vocab["genre"].lookup(genres)
+        hits = matrix[:, codes].sum(axis=1).astype(np.float32) if codes else np.zeros_like(total)
+        share: npt.NDArray[np.float32] = np.divide(
+            hits, total, out=np.zeros_like(total), where=total > 0
+        )
+        return share

@@ -108,6 +108,7 @@ class LinearRanker:
 def fit_listwise(
     groups: list[tuple[FloatArray, int]],
     *,
+    weights: list[float] | None = None,
     l2: float = 1e-3,
     epochs: int = 300,
     learning_rate: float = 0.1,
@@ -115,7 +116,9 @@ def fit_listwise(
     """Fit weights by minimising the softmax cross-entropy of the gold candidate in
     each query's candidate list (full-batch gradient descent with Adam steps).
 
-    `groups` holds one (features, gold row) pair per training query.
+    `groups` holds one (features, gold row) pair per training query; `weights`
+    (one per query, default equal) let each kind of query count the same in
+    total however many of it there are.
     """
     if not groups:
         raise ValueError("no training queries with the gold answer among the candidates")
@@ -124,16 +127,18 @@ def fit_listwise(
     scale = stacked.std(axis=0)
     scale[scale < 1e-6] = 1.0
     standard = [((x - mean) / scale, gold) for x, gold in groups]
+    share = np.asarray(weights if weights is not None else [1.0] * len(groups), dtype=np.float64)
+    share = share / share.sum()
     w = np.zeros(stacked.shape[1])
     m = np.zeros_like(w)
     v = np.zeros_like(w)
     for step in range(1, epochs + 1):
         grad = l2 * w
-        for x, gold in standard:
+        for (x, gold), part in zip(standard, share, strict=True):
             logits = x @ w
             p = np.exp(logits - logits.max())
             p /= p.sum()
-            grad += (p @ x - x[gold]) / len(standard)
+            grad += part * (p @ x - x[gold])
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad**2
         w -= learning_rate * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)

@@ -1,4 +1,10 @@
-"""Keeps the in-memory vector index in step with the relational store.
+"""Keeps the in-memory indexes in step with the relational store.
+
+Three indexes share one position space: the item vectors (recommendations,
+"more like this"), the keyword index (BM25 and exact titles) and the filter
+columns are appended row for row; the passage vectors each name the position
+of the item they belong to. One filter mask over item positions therefore
+restricts all of them, and retiring an item's position retires its passages.
 
 The index follows the outbox: every process (API server, CLI) applies the
 changes after its watermark before it searches, so writes made by another
@@ -18,15 +24,20 @@ import numpy as np
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder
 from metamedia.engine.index import IndexParams, Neighbours, VectorIndex, build_index
+from metamedia.engine.lexical import LexicalHits, LexicalIndex
+from metamedia.engine.passages import text_hash
 from metamedia.engine.payload import AttributeFilter, ItemAttributes, PayloadColumns
 from metamedia.engine.vectors import FloatArray
 from metamedia.errors import StaleMaskError
 from metamedia.observability.metrics import observe_current
+from metamedia.services.caching import Caches
+from metamedia.services.item_vectors import ItemEncoder, ItemText
 from metamedia.storage.base import IndexRow, MediaRepository
 from metamedia.storage.vector_files import VectorFileStore
 
 _GONE = ItemAttributes(type="", tenant="\x00removed")
 SAVE_EVERY_S = 30.0
+PASSAGES_PER_ITEM = 3  # passages fetched per wanted item: items average ~2.5 passages
 COMPACT_TOMBSTONE_FRACTION = 0.3
 
 
@@ -76,13 +87,18 @@ class IndexManager:
         files: VectorFileStore,
         embedder: Embedder,
         settings: Settings,
+        caches: Caches,
     ) -> None:
         self.repo = repo
         self.files = files
         self.embedder = embedder
         self.settings = settings
+        self.encoder = ItemEncoder(repo, embedder, caches)
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
+        self._lexical = LexicalIndex()
+        self._passages: VectorIndex | None = None
+        self._owner: np.ndarray = np.empty(0, dtype=np.int64)
         self._generation = 0  # bumped whenever `_index` is replaced (positions renumbered)
         self._payload = PayloadColumns()
         self._watermark = 0
@@ -124,20 +140,45 @@ class IndexManager:
         stale_kind = loaded is not None and (
             loaded.index.kind != self._params(len(loaded.index)).kind
         )
-        if loaded is None or loaded.model != self.embedder.name or stale_kind:
-            # Missing, for another model, or the configured index type changed.
+        companions = self._companions_from(loaded.extra) if loaded is not None else None
+        if loaded is None or loaded.model != self.space or stale_kind or companions is None:
+            # Missing, for another model or recipe, or the configured index type changed.
             self.rebuild()
             return
         self._index = loaded.index
+        self._lexical, self._passages, self._owner = companions
         self._generation += 1
         self._watermark = self._saved_watermark = loaded.watermark
         self._payload = self._payload_for(loaded.index)
         self.sync()
 
+    @property
+    def space(self) -> str:
+        return self.encoder.space
+
+    def _companions_from(
+        self, extra: dict[str, np.ndarray]
+    ) -> tuple[LexicalIndex, VectorIndex, np.ndarray] | None:
+        """The keyword and passage indexes saved beside the vectors (None: rebuild)."""
+        lexical = {k[4:]: v for k, v in extra.items() if k.startswith("lex_")}
+        passages = {k[4:]: v for k, v in extra.items() if k.startswith("pas_")}
+        if not lexical or not passages or "owner" not in extra:
+            return None
+        try:
+            return (
+                LexicalIndex.from_state(lexical),
+                VectorIndex.from_state(
+                    passages, exact_fraction=self.settings.exact_filter_fraction
+                ),
+                np.asarray(extra["owner"], dtype=np.int64).copy(),
+            )
+        except (ValueError, KeyError):
+            return None
+
     def _payload_for(self, index: VectorIndex) -> PayloadColumns:
         keys = index.key_at(np.arange(index.positions, dtype=np.int64))
         live = [int(k) for k in index.live_keys()]
-        attrs = {row.pk: row.attributes for row in self.repo.index_rows(live, self.embedder.name)}
+        attrs = {row.pk: row.attributes for row in self.repo.index_rows(live, self.space)}
         gone = [k for k in live if k not in attrs]
         index.remove(np.asarray(gone, dtype=np.int64))
         payload = PayloadColumns(capacity=index.positions)
@@ -147,38 +188,57 @@ class IndexManager:
         return payload
 
     def rebuild(self) -> int:
-        """Build the vector index from the relational store and save it."""
+        """Build every in-memory index from the relational store and save them."""
         with self._lock:
             watermark = self.repo.last_change()
             keys: list[int] = []
             vectors: list[FloatArray] = []
             attrs: list[ItemAttributes] = []
-            for rows in self.repo.iter_index_rows(self.embedder.name):
-                for row, vector in zip(rows, self._vectors_for(rows), strict=True):
+            lexical = LexicalIndex()
+            passage_vectors: list[FloatArray] = []
+            owner: list[int] = []
+            for rows in self.repo.iter_index_rows(self.space):
+                item_vectors, row_passages = self._vectors_for(rows)
+                lexical.append([row.lexical for row in rows])
+                for row, vector, pvs in zip(rows, item_vectors, row_passages, strict=True):
+                    owner.extend([len(keys)] * len(pvs))
+                    passage_vectors.extend(pvs)
                     keys.append(row.pk)
                     vectors.append(vector)
                     attrs.append(row.attributes)
-            matrix = np.vstack(vectors) if vectors else np.empty((0, self.embedder.dim), np.float32)
-            index = build_index(keys, matrix, self.embedder.dim, self._params(len(keys)))
+            dim = self.embedder.dim
+            matrix = np.vstack(vectors) if vectors else np.empty((0, dim), np.float32)
+            index = build_index(keys, matrix, dim, self._params(len(keys)))
+            pmatrix = np.vstack(passage_vectors) if passage_vectors else np.empty((0, dim))
+            passages = build_index(
+                np.arange(len(owner), dtype=np.int64), pmatrix, dim, self._params(len(owner))
+            )
             payload = PayloadColumns(capacity=len(attrs))
             payload.append(attrs)
             self._index, self._payload, self._watermark = index, payload, watermark
+            self._lexical, self._passages = lexical, passages
+            self._owner = np.asarray(owner, dtype=np.int64)
             self._generation += 1
             self.save()
             self.sync()
             return len(keys)
 
-    def _vectors_for(self, rows: list[IndexRow]) -> list[FloatArray]:
-        """Stored vectors, computing (and storing) any that are missing."""
-        missing = [row.pk for row in rows if row.vector is None]
+    def _vectors_for(self, rows: list[IndexRow]) -> tuple[list[FloatArray], list[list[FloatArray]]]:
+        """Item vectors and passage vectors of rows, computing (and storing) any missing."""
+        texts = [
+            ItemText(row.content_hash, row.passages, row.title_text)
+            for row in rows
+            if row.vector is None
+        ]
         fresh: dict[str, FloatArray] = {}
-        if missing:
-            texts = self.repo.texts_for_hashes(missing)
-            hashes = list(texts)
-            encoded = self.embedder.encode([texts[h] for h in hashes])
-            fresh = {h: encoded[i] for i, h in enumerate(hashes)}
-            self.repo.store_embeddings(self.embedder.name, fresh)
-        return [row.vector if row.vector is not None else fresh[row.content_hash] for row in rows]
+        if texts:
+            encoded = self.encoder.encode(texts)
+            self.repo.store_embeddings(self.space, encoded.fresh)
+            fresh = encoded.items
+        stored = self.encoder.passage_vectors([p for row in rows for p in row.passages])
+        items = [row.vector if row.vector is not None else fresh[row.content_hash] for row in rows]
+        passages = [[stored[text_hash(p)] for p in row.passages] for row in rows]
+        return items, passages
 
     def sync(self) -> int:
         """Apply outbox changes after the watermark; returns how many were applied."""
@@ -196,15 +256,14 @@ class IndexManager:
                     last_op[change.pk] = change.op
                 deletes = [pk for pk, op in last_op.items() if op == "delete"]
                 upserts = [pk for pk, op in last_op.items() if op == "upsert"]
+                self._retire([*deletes, *upserts])
                 self._index.remove(np.asarray(deletes, dtype=np.int64))
-                rows = self.repo.index_rows(upserts, self.embedder.name)
+                rows = self.repo.index_rows(upserts, self.space)
                 found = {row.pk for row in rows}
                 # An upsert followed by a delete in a later batch: the row is gone.
                 self._index.remove(np.asarray([pk for pk in upserts if pk not in found]))
                 if rows:
-                    vectors = np.vstack(self._vectors_for(rows))
-                    self._index.upsert([row.pk for row in rows], vectors)
-                    self._payload.append([row.attributes for row in rows])
+                    self._append(rows)
                 self._watermark = changes[-1].seq
                 applied += len(changes)
                 touched = CatalogChange(tuple(upserts), tuple(deletes))
@@ -216,6 +275,27 @@ class IndexManager:
                     self.save()
             return applied
 
+    def _retire(self, keys: list[int]) -> None:
+        """Retire the keyword entries of items about to be replaced or deleted (their
+        passages retire with their item position, see `_passage_mask`)."""
+        assert self._index is not None
+        positions = self._index.positions_for(np.asarray(keys, dtype=np.int64))
+        self._lexical.remove([int(p) for p in positions if p >= 0])
+
+    def _append(self, rows: list[IndexRow]) -> None:
+        """Append rows to every index at the same new positions."""
+        assert self._index is not None and self._passages is not None
+        item_vectors, passage_vectors = self._vectors_for(rows)
+        positions = self._index.upsert([row.pk for row in rows], np.vstack(item_vectors))
+        self._payload.append([row.attributes for row in rows])
+        self._lexical.append([row.lexical for row in rows])
+        owners = [int(p) for p, pvs in zip(positions, passage_vectors, strict=True) for _ in pvs]
+        flat = [v for pvs in passage_vectors for v in pvs]
+        if flat:
+            start = self._passages.positions
+            self._passages.upsert(np.arange(start, start + len(flat)), np.vstack(flat))
+            self._owner = np.concatenate([self._owner, np.asarray(owners, dtype=np.int64)])
+
     def _maybe_compact(self) -> None:
         assert self._index is not None
         index = self._index
@@ -223,14 +303,22 @@ class IndexManager:
         too_many_tombstones = index.tombstones > COMPACT_TOMBSTONE_FRACTION * max(
             index.positions, 1
         )
-        if wanted != index.kind or too_many_tombstones:
+        dead_passages = (
+            self._owner.shape[0] > 0
+            and float(np.mean(~index.live_mask()[self._owner])) > COMPACT_TOMBSTONE_FRACTION
+        )
+        if wanted != index.kind or too_many_tombstones or dead_passages:
             self.rebuild()
 
     def save(self) -> None:
         with self._lock:
             if self._index is None:
                 return
-            self.files.save(self._index, self._watermark, self.embedder.name)
+            extra: dict[str, np.ndarray] = {"owner": self._owner}
+            extra.update({f"lex_{k}": v for k, v in self._lexical.state().items()})
+            if self._passages is not None:
+                extra.update({f"pas_{k}": v for k, v in self._passages.state().items()})
+            self.files.save(self._index, self._watermark, self.space, extra)
             self._saved_watermark = self._watermark
             self._last_save = time.monotonic()
 
@@ -272,6 +360,108 @@ class IndexManager:
             grown[: allowed.shape[0]] = allowed
             return grown
         return np.asarray(allowed, dtype=bool)
+
+    def keyword_search(
+        self, query: str, tenant: str, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, LexicalHits]:
+        """Item keys and BM25 hits (title and body) of the top-k allowed positions."""
+        with self._lock:
+            index = self.index
+            mask = index.live_mask()
+            if allowed is not None:
+                mask &= self._current(allowed, index.positions)
+            started = time.perf_counter()
+            hits = self._lexical.search(query, tenant, k, mask)
+            observe_current("keyword_search", time.perf_counter() - started)
+            return index.key_at(hits.positions), hits
+
+    def keyword_scores(
+        self, query: str, tenant: str, keys: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Title and body BM25 of given items (zero where they match no query word)."""
+        with self._lock:
+            positions = self.index.positions_for(np.asarray(keys, dtype=np.int64))
+            title, body = self._lexical.field_scores_at(query, tenant, positions)
+            return title, body
+
+    def title_matches(self, key: str, allowed: np.ndarray | None) -> np.ndarray:
+        """Item keys whose (alternate) title normalises to `key`, among allowed items."""
+        with self._lock:
+            index = self.index
+            positions = self._lexical.title_key_positions(key)
+            live = index.live_mask()
+            if allowed is not None:
+                live &= self._current(allowed, index.positions)
+            positions = positions[live[positions]] if positions.shape[0] else positions
+            return index.key_at(positions)
+
+    def passage_search(
+        self, queries: FloatArray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Items ranked by their best passage's similarity to any of the query vectors
+        (one per query chunk): keys and max-sims, best first, at most k items."""
+        with self._lock:
+            index = self.index
+            passages = self._passages
+            if passages is None or passages.positions == 0 or k <= 0:
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+            live = index.live_mask()
+            if allowed is not None:
+                live &= self._current(allowed, index.positions)
+            pmask = live[self._owner]
+            started = time.perf_counter()
+            best: dict[int, float] = {}
+            for query in np.atleast_2d(queries):
+                found = passages.search(query, PASSAGES_PER_ITEM * k, pmask)
+                for pos, sim in zip(
+                    self._owner[found.keys].tolist(), found.scores.tolist(), strict=True
+                ):
+                    if sim > best.get(pos, -2.0):
+                        best[pos] = sim
+            observe_current("passage_search", time.perf_counter() - started)
+            if not best:
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+            pos_arr = np.fromiter(best, dtype=np.int64, count=len(best))
+            sims = np.fromiter(best.values(), dtype=np.float32, count=len(best))
+            order = np.argsort(-sims, kind="stable")[:k]
+            return index.key_at(pos_arr[order]), sims[order]
+
+    def passage_similarities(self, queries: FloatArray, keys: list[int]) -> dict[int, float]:
+        """Best passage similarity of given items to any query vector (exact)."""
+        with self._lock:
+            index = self.index
+            if self._passages is None or not keys:
+                return {}
+            positions = index.positions_for(np.asarray(keys, dtype=np.int64))
+            wanted = np.isin(self._owner, positions[positions >= 0])
+            rows = np.flatnonzero(wanted)
+            if rows.shape[0] == 0:
+                return {}
+            sims = (self._passages.vectors()[rows] @ np.atleast_2d(queries).T).max(axis=1)
+            best: dict[int, float] = {}
+            for owner, sim in zip(self._owner[rows].tolist(), sims.tolist(), strict=True):
+                best[owner] = max(best.get(owner, -2.0), float(sim))
+            keys_at = index.key_at(np.fromiter(best, dtype=np.int64, count=len(best)))
+            return dict(zip(keys_at.tolist(), best.values(), strict=True))
+
+    def ranking_attributes(
+        self, keys: list[int], genres: tuple[str, ...]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Years (with release years), share of genres among `genres`, and popularity of
+        live items, read from the filter columns (no hydration)."""
+        with self._lock:
+            positions = self.index.positions_for(np.asarray(keys, dtype=np.int64))
+            positions = np.where(positions >= 0, positions, 0)
+            return (
+                self._payload.years_at(positions),
+                self._payload.genre_share_at(positions, genres),
+                self._payload.popularity()[positions],
+            )
+
+    def genre_labels(self) -> list[str]:
+        with self._lock:
+            _ = self.index
+            return self._payload.labels("genre")
 
     def popularity(self) -> np.ndarray:
         with self._lock:
@@ -349,16 +539,14 @@ class IndexManager:
         loaded = self.files.load(self.settings.exact_filter_fraction)
         last = self.repo.last_change()
         if loaded is None:
-            repo_keys = [
-                row.pk for rows in self.repo.iter_index_rows(self.embedder.name) for row in rows
-            ]
+            repo_keys = [row.pk for rows in self.repo.iter_index_rows(self.space) for row in rows]
             return VectorIndexReport("absent", 0, missing=repo_keys, pending_changes=last)
         index = loaded.index
         in_index = {int(k) for k in index.live_keys()}
         report = VectorIndexReport(index.kind, len(index), pending_changes=last - loaded.watermark)
         vectors = index.vectors()
         seen: set[int] = set()
-        for rows in self.repo.iter_index_rows(self.embedder.name):
+        for rows in self.repo.iter_index_rows(self.space):
             for row in rows:
                 seen.add(row.pk)
                 pos = index.position_of(row.pk)

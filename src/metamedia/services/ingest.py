@@ -33,12 +33,13 @@ from typing import IO
 
 from metamedia.domain import MediaItem, merge_items
 from metamedia.engine.embed import Embedder
-from metamedia.engine.vectors import FloatArray
+from metamedia.engine.passages import item_passages, item_title_text
 from metamedia.errors import ValidationFailed
 from metamedia.formats.detect import open_catalog
 from metamedia.formats.records import RawRecord
 from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
+from metamedia.services.item_vectors import ItemText
 from metamedia.services.validation import RowKey, row_key, validate_item, with_id
 from metamedia.storage.base import MediaRepository, WriteStatus
 
@@ -208,30 +209,21 @@ class IngestService:
     def write_items(
         self, items: Sequence[MediaItem], *, sync: bool = True
     ) -> tuple[list[WriteStatus], int]:
-        """Upsert validated items; embeds only texts whose vectors are not stored yet."""
+        """Upsert validated items; embeds only passages whose vectors are not stored yet."""
         changed = self._changed(items)
-        hashes = {item.content_hash(): item.embedding_text() for item in changed}
-        known = self.repo.known_embeddings(self.embedder.name, list(hashes))
-        vectors: dict[str, FloatArray] = {}
-        todo: list[str] = []
-        for h in hashes:
-            if h in known:
-                continue
-            # Encoded earlier in this process but not stored (a failed or retried write).
-            cached = self.caches.item_embedding.get((self.embedder.name, h))
-            if cached is None:
-                todo.append(h)
-            else:
-                vectors[h] = cached
-        if todo:
-            encoded = self.embedder.encode([hashes[h] for h in todo])
-            for i, h in enumerate(todo):
-                vectors[h] = encoded[i]
-                self.caches.item_embedding.set((self.embedder.name, h), encoded[i])
-        statuses = self.repo.write_batch(items, vectors, self.embedder.name)
+        texts = {
+            item.content_hash(): ItemText(
+                item.content_hash(), tuple(item_passages(item)), item_title_text(item)
+            )
+            for item in changed
+        }
+        space = self.indexes.encoder.space
+        known = self.repo.known_embeddings(space, list(texts))
+        encoded = self.indexes.encoder.encode(list(texts.values()), known)
+        statuses = self.repo.write_batch(items, encoded.fresh, space)
         if sync:
             self.indexes.sync()
-        return statuses, len(todo)
+        return statuses, encoded.embedded
 
     def _changed(self, items: Sequence[MediaItem]) -> list[MediaItem]:
         by_tenant: dict[str, list[MediaItem]] = {}

@@ -94,8 +94,10 @@ class Runtime:
             )
         repo = SQLiteRepository(url)
         embedder = embedder or shared_embedder(settings)
-        indexes = IndexManager(repo, VectorFileStore(settings.index_dir), embedder, settings)
         caches = Caches(settings)
+        indexes = IndexManager(
+            repo, VectorFileStore(settings.index_dir), embedder, settings, caches
+        )
         ingest = IngestService(
             repo, embedder, indexes, settings.rejects_dir, caches, settings.ingest_batch_size
         )

@@ -1,14 +1,21 @@
-"""Hybrid search: keyword (FTS5 BM25) + semantic (faiss) lists, fused and explained.
+"""Hybrid search: BM25, passage vectors and exact titles, ranked by a learned model.
 
-Filters are evaluated before retrieval on both sides: as SQL predicates in the
-keyword query and as a position mask inside the vector search, so a selective
-filter still fills the page whenever enough items pass it.
+Three candidate lists are merged (see `search_features`): the in-memory BM25
+top-k, the items whose best passage is nearest the query, and every item
+whose title or alternate title is the query. The learned linear ranker
+(`engine.ranker`, trained by `python -m bench train-ranker`) orders the
+union; reciprocal-rank or weighted fusion of the two lists remain available
+per request or experiment. Filters are one position mask applied inside every
+retrieval, so a selective filter still fills the page.
+
+Long requests are read whole: the query is cut into windows the model can
+read, each window embedded, and an item's dense score is its best passage
+against its best window.
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -22,15 +29,20 @@ from metamedia.domain import (
     SearchResponse,
 )
 from metamedia.engine.embed import Embedder
+from metamedia.engine.passages import query_windows
 from metamedia.engine.payload import AttributeFilter
 from metamedia.engine.rank import Fused, RankedList, reciprocal_rank_fusion, weighted_fusion
+from metamedia.engine.ranker import LinearRanker
 from metamedia.engine.vectors import FloatArray
 from metamedia.services.batching import QueryBatcher
 from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
-from metamedia.storage.base import KeywordHit, MediaRepository
+from metamedia.services.ranker_model import load_ranker
+from metamedia.services.search_features import Candidates, build_candidates
+from metamedia.storage.base import MediaRepository
 
 DESCRIPTION_PREVIEW_CHARS = 300
+KEYWORD_TITLE_BOOST = 0.5  # keyword mode: a title word counts 1.5x a plot word
 
 
 class SearchService:
@@ -46,27 +58,32 @@ class SearchService:
         self.embedder = embedder
         self.indexes = indexes
         self.settings = settings
-        self._keyword_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword")
         self.caches = caches
         self.batcher = QueryBatcher(embedder.encode)
+        self.ranker: LinearRanker | None = load_ranker()
 
     def default_fusion(self) -> FusionSettings:
         s = self.settings
         return FusionSettings(
-            method="weighted" if s.fusion_method == "weighted" else "rrf",
+            method=s.fusion_method,  # type: ignore[arg-type]
             keyword_weight=s.keyword_weight,
             semantic_weight=s.semantic_weight,
             rrf_k=s.rrf_k,
         )
 
     def embed_query(self, query: str) -> FloatArray:
+        """One unit vector per window of the query (one row for everyday queries)."""
         key = (self.embedder.name, query)
         cached = self.caches.query_embedding.get(key)
         if cached is not None:
             return cached
-        vector = self.batcher.encode_one(query)
-        self.caches.query_embedding.set(key, vector)
-        return vector
+        windows = query_windows(query)
+        if len(windows) == 1:
+            matrix = self.batcher.encode_one(windows[0]).reshape(1, -1)
+        else:
+            matrix = self.embedder.encode(windows)
+        self.caches.query_embedding.set(key, matrix)
+        return matrix
 
     def search(self, request: SearchRequest) -> SearchResponse:
         """Results for one request; a repeat within the TTL at the same catalog version
@@ -100,51 +117,31 @@ class SearchService:
             year_max=filters.year_max,
             min_rating=filters.min_rating,
         )
-
-        lists: list[RankedList] = []
-        names: list[str] = []
-        embedding_ms = 0.0
-        query_vector: FloatArray | None = None
         mask = self.indexes.mask(flt)
-        keyword: Future[list[KeywordHit]] | None = None
-        if request.mode in ("hybrid", "keyword"):
-            # SQLite releases the GIL while it runs: the keyword query overlaps with
-            # embedding the query and the vector search below.
-            keyword = self._keyword_pool.submit(
-                self.repo.keyword_search, request.tenant, request.user, request.query, filters, pool
-            )
+        embedding_ms = 0.0
+        query_vectors: FloatArray | None = None
         if request.mode in ("hybrid", "semantic"):
             t0 = time.perf_counter()
-            query_vector = self.embed_query(request.query)
+            query_vectors = self.embed_query(request.query)
             embedding_ms = (time.perf_counter() - t0) * 1000
-            found = self.indexes.search(query_vector, pool, mask)
-            lists.append(RankedList(found.keys, found.scores, fusion.semantic_weight))
-            names.append("vector")
-        if keyword is not None:
-            hits = keyword.result()
-            lists.append(
-                RankedList(
-                    np.array([h.pk for h in hits], dtype=np.int64),
-                    np.array([h.score for h in hits], dtype=np.float32),
-                    fusion.keyword_weight,
-                )
-            )
-            names.append("keyword")
-
-        fused = self._fuse(lists, request.mode, fusion)
+        candidates = build_candidates(
+            self.indexes, request.query, query_vectors, request.tenant, pool, mask
+        )
+        fused, names, method = self._order(candidates, request.mode, fusion)
         end = request.offset + request.limit
         page_keys = [int(k) for k in fused.keys[request.offset : end]]
         items = self.repo.get_many(page_keys)
-        sims: dict[int, float] = {}
-        if query_vector is not None:
-            sims = self.indexes.similarities(query_vector, page_keys)
-        method = fusion.method if request.mode == "hybrid" else request.mode
+        dense = dict(zip(candidates.keys.tolist(), candidates.dense_sim.tolist(), strict=True))
+        exact = set(candidates.keys[candidates.title_exact].tolist())
         results = []
         for row, key in enumerate(page_keys, start=request.offset):
             item = items.get(key)
             if item is None:  # deleted between retrieval and hydration
                 continue
-            results.append(self._hit(item, fused, row, names, sims.get(key), method))
+            similarity = dense.get(key) if query_vectors is not None else None
+            hit = self._hit(item, fused, row, names, similarity, method)
+            hit.explanation.title_match = key in exact
+            results.append(hit)
         return SearchResponse(
             results=results,
             took_ms=(time.perf_counter() - started) * 1000,
@@ -153,21 +150,63 @@ class SearchService:
             next_offset=end if fused.keys.shape[0] > end else None,
         )
 
-    @staticmethod
-    def _fuse(lists: list[RankedList], mode: str, fusion: FusionSettings) -> Fused:
-        if mode != "hybrid":
-            # One list: keep its own order; fused score is its raw score.
-            only = lists[0]
-            n = only.keys.shape[0]
-            return Fused(
-                only.keys,
-                only.scores,
-                np.arange(1, n + 1, dtype=np.int32).reshape(n, 1),
-                only.scores.reshape(n, 1),
+    def _order(
+        self, candidates: Candidates, mode: str, fusion: FusionSettings
+    ) -> tuple[Fused, list[str], str]:
+        """The candidates in result order, with the per-list ranks the explanation shows."""
+        keys = candidates.keys
+        n = keys.shape[0]
+        ranks = np.column_stack([candidates.keyword_rank, candidates.dense_rank]).astype(np.int32)
+        raw = np.column_stack([candidates.keyword_score, candidates.dense_sim]).astype(np.float32)
+        names = ["keyword", "vector"]
+        if mode == "keyword":
+            # BM25 with title hits counted extra; an exact title match scores the best
+            # BM25 score on top of its own, so it comes first and scores stay monotone.
+            bm25 = candidates.keyword_score + KEYWORD_TITLE_BOOST * candidates.title_score
+            top = float(bm25.max()) if n else 0.0
+            score = bm25 + candidates.title_exact * (top + 1.0)
+            present = (score > 0) & ((candidates.keyword_rank > 0) | candidates.title_exact)
+            order = np.flatnonzero(present)
+            order = order[np.argsort(-score[order], kind="stable")]
+            own_rank = np.zeros((n, 1), dtype=np.int32)
+            own_rank[order, 0] = np.arange(1, order.shape[0] + 1)
+            fused = Fused(
+                keys[order],
+                score[order].astype(np.float32),
+                own_rank[order],
+                score[order].reshape(-1, 1).astype(np.float32),
             )
-        if fusion.method == "weighted":
-            return weighted_fusion(lists)
-        return reciprocal_rank_fusion(lists, fusion.rrf_k)
+            return fused, ["keyword"], "keyword"
+        if mode == "semantic":
+            present = candidates.dense_rank > 0
+            fused = self._sorted(keys, candidates.dense_sim, present, ranks[:, 1:], raw[:, 1:])
+            return fused, ["vector"], "semantic"
+        if fusion.method == "learned" and self.ranker is not None and n:
+            learned = self.ranker.score(candidates.features)
+            return self._sorted(keys, learned, np.ones(n, bool), ranks, raw), names, "learned"
+        lists = [
+            RankedList(
+                *_listed(keys, candidates.keyword_rank, candidates.keyword_score),
+                fusion.keyword_weight,
+            ),
+            RankedList(
+                *_listed(keys, candidates.dense_rank, candidates.dense_sim), fusion.semantic_weight
+            ),
+        ]
+        fused = (
+            weighted_fusion(lists)
+            if fusion.method == "weighted"
+            else (reciprocal_rank_fusion(lists, fusion.rrf_k))
+        )
+        return fused, names, "weighted" if fusion.method == "weighted" else "rrf"
+
+    @staticmethod
+    def _sorted(
+        keys: np.ndarray, score: np.ndarray, present: np.ndarray, ranks: np.ndarray, raw: np.ndarray
+    ) -> Fused:
+        chosen = np.flatnonzero(present)
+        order = chosen[np.argsort(-score[chosen], kind="stable")]
+        return Fused(keys[order], score[order].astype(np.float32), ranks[order], raw[order])
 
     @staticmethod
     def _hit(
@@ -205,3 +244,12 @@ class SearchService:
             score=float(fused.scores[row]),
             explanation=explanation,
         )
+
+
+def _listed(
+    keys: np.ndarray, ranks: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One retriever's own list (its keys in its rank order, with its scores)."""
+    present = np.flatnonzero(ranks > 0)
+    order = present[np.argsort(ranks[present], kind="stable")]
+    return keys[order], np.asarray(scores[order], dtype=np.float32)

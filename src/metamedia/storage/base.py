@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metamedia.domain import MediaItem, SearchFilters
+from metamedia.engine.lexical import LexicalDoc
 from metamedia.engine.payload import ItemAttributes
 
 WriteStatus = Literal["inserted", "updated", "unchanged"]
@@ -30,12 +31,17 @@ class StoredHashes:
 
 @dataclass(frozen=True)
 class IndexRow:
-    """What the vector index needs about one item."""
+    """What the in-memory indexes need about one item: its filter attributes, its
+    item vector (None when not stored yet), what the keyword side reads and the
+    passages the dense side embeds."""
 
     pk: int
     content_hash: str
     attributes: ItemAttributes
     vector: npt.NDArray[np.float32] | None
+    lexical: LexicalDoc
+    passages: tuple[str, ...] = ()
+    title_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,9 @@ class MediaRepository(Protocol):
 
     def store_embeddings(self, model: str, vectors: dict[str, npt.NDArray[np.float32]]) -> None: ...
 
-    def texts_for_hashes(self, pks: Sequence[int]) -> dict[str, str]: ...
+    def stored_embeddings(
+        self, model: str, content_hashes: Sequence[str]
+    ) -> dict[str, npt.NDArray[np.float32]]: ...
 
     def check_keyword_index(self) -> KeywordIndexReport: ...
 

@@ -19,6 +19,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
 from metamedia.domain import MediaItem, SearchFilters
+from metamedia.engine.lexical import LexicalDoc
+from metamedia.engine.passages import item_passages, item_title_text
 from metamedia.engine.payload import ItemAttributes
 from metamedia.storage.base import (
     Change,
@@ -33,7 +35,6 @@ from metamedia.storage.sqlite_query import (
     BM25_WEIGHTS,
     filter_sql,
     match_expression,
-    prune_terms,
     query_terms,
 )
 from metamedia.storage.sqlite_schema import (
@@ -93,6 +94,20 @@ def attributes_of(item: MediaItem) -> ItemAttributes:
     )
 
 
+def lexical_doc_of(item: MediaItem) -> LexicalDoc:
+    """What the in-memory keyword index reads: titles (alternates included) and the
+    body (plot, people, genres, tags)."""
+    body = " ".join([item.description, " ".join(item.cast), " ".join(item.genres)])
+    if item.tags:
+        body = f"{body} {' '.join(item.tags)}"
+    return LexicalDoc(
+        tenant=item.tenant,
+        public=item.visibility == "public",
+        titles=(item.title, *item.alternate_titles),
+        body=body,
+    )
+
+
 def _vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -101,20 +116,12 @@ def _vector_from(blob: bytes) -> npt.NDArray[np.float32]:
     return np.frombuffer(blob, dtype=np.float32).copy()
 
 
-MIN_TERMS_TO_PRUNE = 8  # short queries are cheap; keep every word
-MAX_SCORED_TERMS = 64
-MAX_TERM_DOC_FRACTION = 0.1
-DF_CACHE_SIZE = 50_000
-
-
 class SQLiteRepository:
     """`MediaRepository` on a SQLite file (or any SQLAlchemy SQLite URL)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = open_sqlite(url)
-        self._df_cache: dict[str, int] = {}
-        self._df_docs: int | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -164,6 +171,22 @@ class SQLiteRepository:
             for item in items:
                 statuses.append(self._upsert_one(conn, item, now))
         return statuses
+
+    def stored_embeddings(
+        self, model: str, content_hashes: Sequence[str]
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        """Stored vectors by content hash (hashes with no vector are left out)."""
+        found: dict[str, npt.NDArray[np.float32]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(content_hashes)), 500):
+                rows = conn.execute(
+                    embeddings.select()
+                    .with_only_columns(embeddings.c.content_hash, embeddings.c.vector)
+                    .where(embeddings.c.model == model, embeddings.c.content_hash.in_(chunk))
+                )
+                for content_hash, blob in rows:
+                    found[content_hash] = _vector_from(blob)
+        return found
 
     def store_embeddings(self, model: str, vectors: dict[str, npt.NDArray[np.float32]]) -> None:
         with self.engine.begin() as conn:
@@ -290,11 +313,14 @@ class SQLiteRepository:
     def keyword_search(
         self, tenant: str, viewer: str | None, query: str, filters: SearchFilters, limit: int
     ) -> list[KeywordHit]:
-        """BM25 over FTS5 with every filter in the same SQL statement."""
+        """BM25 over FTS5 with every filter in the same SQL statement.
+
+        The store's own keyword search (every query word, no pruning). Search
+        requests use the in-memory index (`engine.lexical`), which is faster
+        and keeps statistics per tenant; this one answers from the database
+        alone, e.g. for a backend contract or a consistency check.
+        """
         terms = query_terms(query)
-        if len(terms) > MIN_TERMS_TO_PRUNE:
-            n_docs, doc_freq = self._doc_freqs(terms)
-            terms = prune_terms(terms, doc_freq, n_docs, MAX_SCORED_TERMS, MAX_TERM_DOC_FRACTION)
         match = match_expression(terms)
         if match is None:
             return []
@@ -310,28 +336,6 @@ class SQLiteRepository:
             rows = conn.execute(text(sql), params).all()
         # FTS5's bm25() is negative (lower is better); report the usual positive form.
         return [KeywordHit(int(pk), -float(score)) for pk, score in rows]
-
-    def _doc_freqs(self, terms: list[str]) -> tuple[int, dict[str, int]]:
-        """Documents containing each term (FTS5's own tokenizer decides), cached.
-
-        Counts can go stale as the catalog changes; they only steer which words
-        a long query keeps, so the cache is simply refreshed when it fills up.
-        """
-        with self.engine.connect() as conn:
-            if self._df_docs is None:
-                self._df_docs = int(conn.execute(text("SELECT count(*) FROM media")).scalar_one())
-            n_docs = self._df_docs
-            missing = [t for t in terms if t not in self._df_cache]
-            for term in missing:
-                count = conn.execute(
-                    text("SELECT count(*) FROM media_fts WHERE media_fts MATCH :m"),
-                    {"m": match_expression([term])},
-                ).scalar_one()
-                if len(self._df_cache) >= DF_CACHE_SIZE:
-                    self._df_cache.clear()
-                    self._df_docs = None  # recounted with the next fresh cache
-                self._df_cache[term] = int(count)
-        return n_docs, {t: self._df_cache[t] for t in terms}
 
     # -- change log and index feeds -----------------------------------------
 
@@ -387,12 +391,18 @@ class SQLiteRepository:
         for pk, content_hash, doc, blob in conn.execute(stmt):
             item = MediaItem.model_validate_json(doc)
             vector = None if blob is None else _vector_from(blob)
-            out.append(IndexRow(int(pk), content_hash, attributes_of(item), vector))
+            out.append(
+                IndexRow(
+                    int(pk),
+                    content_hash,
+                    attributes_of(item),
+                    vector,
+                    lexical_doc_of(item),
+                    tuple(item_passages(item)),
+                    item_title_text(item),
+                )
+            )
         return out
-
-    def texts_for_hashes(self, pks: Sequence[int]) -> dict[str, str]:
-        """content hash -> embedding text, for items whose vectors must be computed."""
-        return {item.content_hash(): item.embedding_text() for item in self.get_many(pks).values()}
 
     # -- keyword index maintenance ------------------------------------------
 

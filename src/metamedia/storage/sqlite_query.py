@@ -38,26 +38,6 @@ def match_expression(terms: list[str]) -> str | None:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
-def prune_terms(
-    terms: list[str], doc_freq: dict[str, int], n_docs: int, keep: int, max_fraction: float
-) -> list[str]:
-    """Keep the rarest terms that occur at all.
-
-    Long natural-language queries ("I remember a guy who ...") name many words
-    that match a large share of the catalog; they add little to BM25 (low IDF)
-    but every matching document must be scored. Dropping terms found in more
-    than `max_fraction` of documents, and keeping the `keep` rarest, bounds the
-    work without losing the informative words.
-    """
-    present = [t for t in terms if doc_freq.get(t, 0) > 0]
-    if not present:
-        return []
-    limit = max(1, int(max_fraction * n_docs))
-    selective = [t for t in present if doc_freq[t] <= limit]
-    chosen = selective or sorted(present, key=lambda t: doc_freq[t])[:1]
-    return sorted(chosen, key=lambda t: (doc_freq[t], t))[:keep]
-
-
 def filter_sql(
     tenant: str, viewer: str | None, filters: SearchFilters
 ) -> tuple[str, dict[str, Any]]:

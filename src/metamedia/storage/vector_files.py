@@ -25,6 +25,7 @@ class LoadedIndex:
     index: VectorIndex
     watermark: int
     model: str
+    extra: dict[str, npt.NDArray[np.generic]]
 
 
 class VectorFileStore:
@@ -37,8 +38,17 @@ class VectorFileStore:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def save(self, index: VectorIndex, watermark: int, model: str) -> None:
+    def save(
+        self,
+        index: VectorIndex,
+        watermark: int,
+        model: str,
+        extra: dict[str, npt.NDArray[np.generic]] | None = None,
+    ) -> None:
+        """Write the index with `extra` arrays (companion indexes) beside it."""
         state: dict[str, npt.NDArray[np.generic]] = dict(index.state())
+        for name, value in (extra or {}).items():
+            state[f"x_{name}"] = value
         state["watermark"] = np.array([watermark], dtype=np.int64)
         state["model"] = np.frombuffer(model.encode("utf-8"), dtype=np.uint8)
         save_npz_atomic(self.path, state)
@@ -54,7 +64,8 @@ class VectorFileStore:
             model = bytes(state["model"]).decode("utf-8")
         except (ValueError, KeyError, RuntimeError):
             return None
-        return LoadedIndex(index, watermark, model)
+        extra = {k[2:]: v for k, v in state.items() if k.startswith("x_")}
+        return LoadedIndex(index, watermark, model, extra)
 
     def size_bytes(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0

@@ -26,6 +26,7 @@ class SearchMode(Enum):
 
 @strawberry.enum(description="How the keyword and vector lists are merged.")
 class FusionMethod(Enum):
+    learned = "learned"
     rrf = "rrf"
     weighted = "weighted"
 
