@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import strawberry
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from metamedia.api.access import UndeclaredRouteError, undeclared, verify_declared
 from metamedia.api.app import create_app
@@ -218,3 +219,33 @@ def test_a_route_or_field_without_a_rule_is_refused_at_start(demo_runtime: Runti
 
     with pytest.raises(UndeclaredRouteError, match=r"Query\.secretReport"):
         verify_fields_declared(Query)
+
+
+def test_the_live_channel_takes_its_tenant_from_the_credentials(
+    client: TestClient, anon_client: TestClient
+) -> None:
+    acme = _key(client, ["read"], tenant="acme")
+    for where in ("/v1/ws?tenant=default", "/v1/ws"):
+        headers = acme | ({"X-Tenant": "default"} if where == "/v1/ws" else {})
+        with (
+            anon_client.websocket_connect(where, headers=headers) as ws,
+            pytest.raises(WebSocketDisconnect) as closed,
+        ):
+            ws.receive_json()
+        assert closed.value.code == 1008 and "tenant 'acme' only" in closed.value.reason
+    # A platform key names the tenant; a user token of acme is acme's, whatever it asks.
+    client.put("/v1/users/zoe", headers={"X-Tenant": "acme"})
+    token = client.post("/v1/users/zoe/token", headers={"X-Tenant": "acme"}).json()["token"]
+    with anon_client.websocket_connect("/v1/ws?tenant=default") as ws:
+        ws.send_json({"type": "auth", "token": token})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1008
+    with anon_client.websocket_connect("/v1/ws") as ws:
+        ws.send_json({"type": "auth", "token": token})
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_json({"type": "subscribe_feed"})
+        reply = ws.receive_json()
+        while reply["type"] == "heartbeat":
+            reply = ws.receive_json()
+        assert reply["type"] == "feed" and reply["user"] == "zoe"
