@@ -20,6 +20,7 @@ MEDIA_FIELDS = """
     id type title description genres year releaseDate runtimeMinutes language cast
     platforms { name region url } rating ratingCount popularity maturityRating imageUrl
     tags externalIds { source id } visibility owner allowedUsers tenant seriesId season episode
+    alternateTitles releaseYears
 """
 
 
@@ -60,6 +61,8 @@ def snake(graphql_media: dict[str, Any]) -> dict[str, Any]:
         "allowedUsers": "allowed_users",
         "seriesId": "series_id",
         "externalIds": "external_ids",
+        "alternateTitles": "alternate_titles",
+        "releaseYears": "release_years",
     }
     out = {renames.get(k, k): v for k, v in graphql_media.items()}
     out["external_ids"] = {e["source"]: e["id"] for e in out["external_ids"]}

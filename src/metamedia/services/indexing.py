@@ -418,7 +418,7 @@ class IndexManager:
                 ):
                     if sim > best.get(pos, -2.0):
                         best[pos] = sim
-            observe_current("passage_search", time.perf_counter() - started)
+            observe_current("index_search", time.perf_counter() - started)
             if not best:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
             pos_arr = np.fromiter(best, dtype=np.int64, count=len(best))

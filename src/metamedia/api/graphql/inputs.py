@@ -133,6 +133,8 @@ class MediaInput:
     series_id: str | None = None
     season: int | None = None
     episode: int | None = None
+    alternate_titles: list[str] | None = None
+    release_years: list[int] | None = None
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = plain(self)

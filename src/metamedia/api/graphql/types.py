@@ -85,6 +85,8 @@ class Media:
     series_id: str | None
     season: int | None
     episode: int | None
+    alternate_titles: list[str]
+    release_years: list[int]
 
     @classmethod
     def from_item(cls, item: MediaItem) -> Media:
@@ -114,6 +116,8 @@ class Media:
             series_id=item.series_id,
             season=item.season,
             episode=item.episode,
+            alternate_titles=list(item.alternate_titles),
+            release_years=list(item.release_years),
         )
 
     @strawberry.field(
