@@ -23,7 +23,7 @@ def test_post_search_returns_the_contract_shape(client: TestClient) -> None:
     assert set(first) >= {"id", "title", "year", "type", "genres", "score", "explanation"}
     assert first["id"] == "mm-0063"  # The Ninth Vault
     explanation = first["explanation"]
-    assert explanation["method"] == "rrf"
+    assert explanation["method"] == "learned"
     assert explanation["keyword_rank"] >= 1 and explanation["vector_rank"] >= 1
     assert explanation["fused_score"] == pytest.approx(first["score"])
     assert 0 < explanation["vector_similarity"] <= 1

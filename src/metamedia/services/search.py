@@ -42,7 +42,8 @@ from metamedia.services.search_features import Candidates, build_candidates
 from metamedia.storage.base import MediaRepository
 
 DESCRIPTION_PREVIEW_CHARS = 300
-KEYWORD_TITLE_BOOST = 0.5  # keyword mode: a title word counts 1.5x a plot word
+KEYWORD_TITLE_BOOST = 0.5
+TITLE_FIRST = 1e3  # above any learned score  # keyword mode: a title word counts 1.5x a plot word
 
 
 class SearchService:
@@ -183,22 +184,22 @@ class SearchService:
             return fused, ["vector"], "semantic"
         if fusion.method == "learned" and self.ranker is not None and n:
             learned = self.ranker.score(candidates.features)
-            return self._sorted(keys, learned, np.ones(n, bool), ranks, raw), names, "learned"
+            fused = self._sorted(keys, learned, np.ones(n, bool), ranks, raw)
+            return _titles_first(fused, candidates), names, "learned"
         lists = [
             RankedList(
                 *_listed(keys, candidates.keyword_rank, candidates.keyword_score),
                 fusion.keyword_weight,
             ),
             RankedList(
-                *_listed(keys, candidates.dense_rank, candidates.dense_sim), fusion.semantic_weight
+                *_listed(keys, candidates.dense_rank, candidates.dense_sim),
+                fusion.semantic_weight,
             ),
         ]
-        fused = (
-            weighted_fusion(lists)
-            if fusion.method == "weighted"
-            else (reciprocal_rank_fusion(lists, fusion.rrf_k))
-        )
-        return fused, names, "weighted" if fusion.method == "weighted" else "rrf"
+        if fusion.method == "weighted":
+            return _titles_first(weighted_fusion(lists), candidates), names, "weighted"
+        fused = reciprocal_rank_fusion(lists, fusion.rrf_k)
+        return _titles_first(fused, candidates), names, "rrf"
 
     @staticmethod
     def _sorted(
@@ -244,6 +245,47 @@ class SearchService:
             score=float(fused.scores[row]),
             explanation=explanation,
         )
+
+
+def _titles_first(fused: Fused, candidates: Candidates) -> Fused:
+    """Titles always work: a query that is an item's title (or its title and year)
+    puts that item first, whatever the fusion says of the rest; an exact title
+    match that neither list retrieved still joins the page."""
+    named = candidates.keys[candidates.title_exact | candidates.title_year]
+    if named.shape[0] == 0:
+        return fused
+    in_fused = np.isin(named, fused.keys)
+    missing = named[~in_fused]
+    first = np.isin(fused.keys, named)
+    order = np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
+    width = fused.ranks.shape[1]
+    top = float(fused.scores.max()) if fused.scores.shape[0] else 0.0
+    return Fused(
+        np.concatenate(
+            [fused.keys[order[: int(first.sum())]], missing, fused.keys[order[int(first.sum()) :]]]
+        ),
+        np.concatenate(
+            [
+                fused.scores[order[: int(first.sum())]],
+                np.full(missing.shape[0], top, np.float32),
+                fused.scores[order[int(first.sum()) :]],
+            ]
+        ).astype(np.float32),
+        np.concatenate(
+            [
+                fused.ranks[order[: int(first.sum())]],
+                np.zeros((missing.shape[0], width), np.int32),
+                fused.ranks[order[int(first.sum()) :]],
+            ]
+        ),
+        np.concatenate(
+            [
+                fused.raw_scores[order[: int(first.sum())]],
+                np.zeros((missing.shape[0], width), np.float32),
+                fused.raw_scores[order[int(first.sum()) :]],
+            ]
+        ),
+    )
 
 
 def _listed(

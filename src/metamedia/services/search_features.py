@@ -72,6 +72,7 @@ class Candidates:
     dense_rank: np.ndarray
     dense_sim: FloatArray
     title_exact: np.ndarray
+    title_year: np.ndarray
     extra: dict[str, FloatArray] = field(default_factory=dict)
 
 
@@ -193,4 +194,5 @@ def _featurise(
         dense_rank=dense_rank,
         dense_sim=dense_sim,
         title_exact=title_exact,
+        title_year=title_year,
     )
