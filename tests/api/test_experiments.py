@@ -288,7 +288,8 @@ def test_a_search_variant_changes_fusion_for_the_same_user(exp_client: TestClien
     exp_client.post("/v1/admin/experiments/ranking/disable")
     plain = {q: search(q) for q in queries}
     assert all(r["experiments"] == {} for r in plain.values())
-    assert {r["results"][0]["explanation"]["method"] for r in plain.values()} == {"rrf"}
+    # Without the variant, the default fusion: the learned ranker.
+    assert {r["results"][0]["explanation"]["method"] for r in plain.values()} == {"learned"}
     assert any(_ids(treated[q]) != _ids(plain[q]) for q in queries)
     # Anonymous searches are never assigned.
     exp_client.post("/v1/admin/experiments/ranking/enable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from metamedia.engine.lexical import LexicalDoc, LexicalIndex
 
@@ -88,3 +89,18 @@ def test_incremental_appends_match_a_bulk_build() -> None:
         step.append([doc])
     a, b = bulk.search("words 3 more 1", "t", 20), step.search("words 3 more 1", "t", 20)
     assert a.positions.tolist() == b.positions.tolist()
+
+
+def test_a_title_as_written_beats_one_that_differs_by_its_article() -> None:
+    index = _index([_doc("The Oscar", "a"), _doc("Oscar", "b"), _doc("Matrix, The", "c")])
+    assert index.title_positions("Oscar").tolist() == [1]
+    assert index.title_positions("the oscar").tolist() == [0]
+    assert index.title_positions("The Matrix").tolist() == [2]
+    assert index.title_positions("Matrix").tolist() == [2]  # no exact one: article ignored
+
+
+def test_a_state_in_an_older_format_is_refused_so_the_index_is_rebuilt() -> None:
+    state = _index([_doc("A", "b")]).state()
+    del state["format"]
+    with pytest.raises(ValueError, match="rebuild"):
+        LexicalIndex.from_state(state)

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import Stemmer
 
-from metamedia.engine.titles import fold, normalise_title
+from metamedia.engine.titles import fold, title_keys
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -45,6 +45,7 @@ B = 0.75
 TITLE_BOOST = 0.0
 MAX_QUERY_TERMS = 256  # distinct stems scored per query (an 8,000-character request has ~500)
 DELTA_LIMIT = 4096  # appended positions kept in side postings before the arrays are rebuilt
+STATE_FORMAT = 2  # bumped when the saved layout or the title keys change
 
 STOPWORDS = frozenset(
     (
@@ -260,7 +261,14 @@ class LexicalIndex:
             self._tenant_of.append(doc.tenant)
             self._public.append(doc.public)
             self._live.append(True)
-            keys = tuple(dict.fromkeys(k for k in map(normalise_title, doc.titles) if k))
+            keys = tuple(
+                dict.fromkeys(
+                    k
+                    for strict, loose in map(title_keys, doc.titles)
+                    for k in (f"={strict}", f"~{loose}")
+                    if len(k) > 1
+                )
+            )
             self._title_keys.append(keys)
             for key in keys:
                 self._titles.setdefault(key, []).append(pos)
@@ -311,11 +319,11 @@ class LexicalIndex:
     # -- reads --------------------------------------------------------------
 
     def title_positions(self, title: str) -> IntArray:
-        """Live positions whose title or alternate title normalises to `title`'s key."""
-        return np.asarray(self._titles.get(normalise_title(title), []), dtype=np.int64)
-
-    def title_key_positions(self, key: str) -> IntArray:
-        return np.asarray(self._titles.get(key, []), dtype=np.int64)
+        """Live positions whose title or an alternate title is `title` as written (case,
+        accents and punctuation aside); failing that, ignoring a leading article."""
+        strict, loose = title_keys(title)
+        found = self._titles.get(f"={strict}") or self._titles.get(f"~{loose}") or []
+        return np.asarray(found, dtype=np.int64)
 
     def query_terms(self, query: str) -> dict[int, float]:
         """Known query stems with their weight (1 + log of the count in the query)."""
@@ -425,6 +433,7 @@ class LexicalIndex:
             "public": np.asarray(self._public.view, dtype=np.bool_),
             "live": np.asarray(self._live.view, dtype=np.bool_),
             "title_keys": _pack_strings(["\x1f".join(keys) for keys in self._title_keys]),
+            "format": np.asarray([STATE_FORMAT], dtype=np.int64),
         }
         for name, field in (("title", self._title), ("body", self._body)):
             sizes = [r.shape[0] for r in field.rows_terms]
@@ -436,6 +445,8 @@ class LexicalIndex:
 
     @classmethod
     def from_state(cls, state: dict[str, npt.NDArray[np.generic]]) -> LexicalIndex:
+        if "format" not in state or int(np.asarray(state["format"])[0]) != STATE_FORMAT:
+            raise ValueError("lexical index saved in another format; rebuild it")
         index = cls()
         vocab = _unpack_strings(state["vocab"])
         index._vocab = {t: i for i, t in enumerate(vocab)}

@@ -26,38 +26,55 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
-def normalise_title(title: str) -> str:
-    """Key under which a title is indexed and looked up.
-
-    Lower case, accents and punctuation removed, '&' read as 'and', a leading
-    or trailing article dropped ('Matrix, The' and 'The Matrix' -> 'matrix').
-    A title made only of an article or punctuation keeps its folded words.
-    """
+def strict_title_key(title: str) -> str:
+    """Key of a title as written: case, accents and punctuation folded, '&' read as
+    'and', a trailing article moved to the front ('Matrix, The' -> 'the matrix')."""
     folded = fold(title).strip()
-    folded = _TRAILING_ARTICLE.sub("", folded)
+    trailing = _TRAILING_ARTICLE.search(folded)
+    if trailing:
+        folded = f"{trailing.group(1)} {folded[: trailing.start()]}"
     folded = folded.replace("&", " and ")
-    words = [w for w in _NON_WORD.split(folded) if w and w != "_"]
+    return " ".join(w for w in _NON_WORD.split(folded) if w and w != "_")
+
+
+def normalise_title(title: str) -> str:
+    """Key that also ignores a leading article ('The Matrix', 'Matrix' -> 'matrix').
+
+    A title made only of an article keeps it.
+    """
+    words = strict_title_key(title).split()
     if len(words) > 1 and words[0] in _ARTICLES:
         words = words[1:]
     return " ".join(words)
 
 
+def title_keys(title: str) -> tuple[str, str]:
+    """(strict, loose) keys under which a title is indexed: an exact title is preferred
+    to one that differs only by its article ('Oscar' before 'The Oscar')."""
+    return strict_title_key(title), normalise_title(title)
+
+
 @dataclass(frozen=True)
 class TitleQuery:
-    """A query read as a title: the whole query's key, and the key and year when it
-    ends in a year ('Titanic (1997)'). Both are tried: 'Blade Runner 2049' is a title."""
+    """A query read as a title: the whole query, and the part before a trailing year
+    with that year ('Titanic (1997)'). Both are tried: 'Blade Runner 2049' is a title."""
 
-    key: str
-    stripped_key: str | None = None
+    text: str
+    stripped_text: str | None = None
     year: int | None = None
+
+    @property
+    def key(self) -> str:
+        return normalise_title(self.text)
+
+    @property
+    def stripped_key(self) -> str | None:
+        return normalise_title(self.stripped_text) if self.stripped_text else None
 
 
 def read_title_query(query: str) -> TitleQuery:
-    """'Titanic (1997)' -> key 'titanic 1997', stripped 'titanic', year 1997."""
-    key = normalise_title(query)
+    """'Titanic (1997)' -> whole 'Titanic (1997)', stripped 'Titanic', year 1997."""
     match = _YEAR_SUFFIX.match(query.strip())
-    if match:
-        stripped = normalise_title(match.group("title"))
-        if stripped:
-            return TitleQuery(key, stripped, int(match.group("year")))
-    return TitleQuery(key)
+    if match and normalise_title(match.group("title")):
+        return TitleQuery(query, match.group("title"), int(match.group("year")))
+    return TitleQuery(query)

@@ -384,11 +384,12 @@ class IndexManager:
             title, body = self._lexical.field_scores_at(query, tenant, positions)
             return title, body
 
-    def title_matches(self, key: str, allowed: np.ndarray | None) -> np.ndarray:
-        """Item keys whose (alternate) title normalises to `key`, among allowed items."""
+    def title_matches(self, title: str, allowed: np.ndarray | None) -> np.ndarray:
+        """Item keys whose (alternate) title is `title` (see `LexicalIndex.title_positions`),
+        among allowed items."""
         with self._lock:
             index = self.index
-            positions = self._lexical.title_key_positions(key)
+            positions = self._lexical.title_positions(title)
             live = index.live_mask()
             if allowed is not None:
                 live &= self._current(allowed, index.positions)

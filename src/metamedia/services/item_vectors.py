@@ -59,7 +59,8 @@ def _item_vector(passages: FloatArray, title: FloatArray) -> FloatArray:
     """Story and title/genres weigh the same, however many passages the story has
     (the mean of many sentences alone drifts towards a generic "film" direction)."""
     story = normalize(passages.mean(axis=0, keepdims=True))[0]
-    return normalize((story + title).reshape(1, -1))[0]
+    combined: FloatArray = normalize((story + title).reshape(1, -1))[0]
+    return combined
 
 
 class ItemEncoder:

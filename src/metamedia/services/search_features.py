@@ -105,10 +105,10 @@ def build_candidates(
         dense_keys, _ = indexes.passage_search(query_vectors, pool, allowed)
     else:
         dense_keys = np.empty(0, dtype=np.int64)
-    exact = indexes.title_matches(analysis.title.key, allowed)
+    exact = indexes.title_matches(analysis.title.text, allowed)
     stripped = (
-        indexes.title_matches(analysis.title.stripped_key, allowed)
-        if analysis.title.stripped_key
+        indexes.title_matches(analysis.title.stripped_text, allowed)
+        if analysis.title.stripped_text
         else np.empty(0, dtype=np.int64)
     )
     keys = np.asarray(
