@@ -49,10 +49,7 @@ class EncodedItems:
     items: dict[str, FloatArray]
     passages: dict[str, FloatArray]
     fresh: dict[str, FloatArray]
-
-    @property
-    def embedded(self) -> int:
-        return len(self.fresh) - len(self.items)
+    embedded: int = 0  # items that needed at least one text run through the model
 
 
 def _item_vector(passages: FloatArray, title: FloatArray) -> FloatArray:
@@ -108,7 +105,9 @@ class ItemEncoder:
                 passages[text_hash(it.title_text)],
             )
         fresh.update(item_vectors)
-        return EncodedItems(item_vectors, passages, fresh)
+        new = set(todo)
+        embedded = sum(1 for it in wanted if any(text_hash(p) in new for p in it.texts))
+        return EncodedItems(item_vectors, passages, fresh, embedded)
 
     def passage_vectors(self, passages: Sequence[str]) -> dict[str, FloatArray]:
         """Stored vectors of passages by text hash, embedding (and storing) any missing."""
