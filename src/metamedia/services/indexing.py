@@ -427,23 +427,37 @@ class IndexManager:
             order = np.argsort(-sims, kind="stable")[:k]
             return index.key_at(pos_arr[order]), sims[order]
 
-    def passage_similarities(self, queries: FloatArray, keys: list[int]) -> dict[int, float]:
-        """Best passage similarity of given items to any query vector (exact)."""
+    def passage_similarities(self, queries: FloatArray, keys: list[int]) -> np.ndarray:
+        """Best passage similarity of each given item to any query vector, exact; 0 for
+        items not in the index. Vectorised: one gather over the passage owners."""
         with self._lock:
             index = self.index
+            out = np.zeros(len(keys), dtype=np.float32)
             if self._passages is None or not keys:
-                return {}
+                return out
             positions = index.positions_for(np.asarray(keys, dtype=np.int64))
-            wanted = np.isin(self._owner, positions[positions >= 0])
-            rows = np.flatnonzero(wanted)
+            slot = np.full(index.positions, -1, dtype=np.int64)
+            known = positions >= 0
+            slot[positions[known]] = np.flatnonzero(known)
+            owners = slot[self._owner]
+            rows = np.flatnonzero(owners >= 0)
             if rows.shape[0] == 0:
-                return {}
+                return out
             sims = (self._passages.vectors()[rows] @ np.atleast_2d(queries).T).max(axis=1)
-            best: dict[int, float] = {}
-            for owner, sim in zip(self._owner[rows].tolist(), sims.tolist(), strict=True):
-                best[owner] = max(best.get(owner, -2.0), float(sim))
-            keys_at = index.key_at(np.fromiter(best, dtype=np.int64, count=len(best)))
-            return dict(zip(keys_at.tolist(), best.values(), strict=True))
+            best = np.full(len(keys), -2.0, dtype=np.float32)
+            np.maximum.at(best, owners[rows], sims.astype(np.float32))
+            return np.where(best > -2.0, best, 0.0).astype(np.float32)
+
+    def item_similarities(self, query: FloatArray, keys: list[int]) -> np.ndarray:
+        """Cosine of each given item's vector with `query` (0 for unknown items)."""
+        with self._lock:
+            index = self.index
+            positions = index.positions_for(np.asarray(keys, dtype=np.int64))
+            out = np.zeros(len(keys), dtype=np.float32)
+            known = positions >= 0
+            if known.any():
+                out[known] = index.vectors()[positions[known]] @ query
+            return out
 
     def ranking_attributes(
         self, keys: list[int], genres: tuple[str, ...]

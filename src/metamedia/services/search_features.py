@@ -149,11 +149,9 @@ def _featurise(
     key_list = keys.tolist()
     title_bm25, body_bm25 = indexes.keyword_scores(query, tenant, key_list)
     if query_vectors is not None and n:
-        dense = indexes.passage_similarities(query_vectors, key_list)
-        dense_sim = np.asarray([dense.get(k, 0.0) for k in key_list], dtype=np.float32)
+        dense_sim = indexes.passage_similarities(query_vectors, key_list)
         mean_query = normalize(np.atleast_2d(query_vectors).mean(axis=0, keepdims=True))[0]
-        items = indexes.similarities(mean_query, key_list)
-        item_sim = np.asarray([items.get(k, 0.0) for k in key_list], dtype=np.float32)
+        item_sim = indexes.item_similarities(mean_query, key_list)
     else:
         dense_sim = np.zeros(n, dtype=np.float32)
         item_sim = np.zeros(n, dtype=np.float32)
