@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
 
 from metamedia.services.access import Access
 from tests.conftest import ADMIN_KEY
@@ -64,7 +64,7 @@ class Who:
         return any(ladder[s] >= ladder[scope] for s in self.scopes)
 
 
-def build_world(client: TestClient) -> list[Who]:
+def build_world(client: httpx.Client) -> list[Who]:
     """Items, users, histories and every kind of caller, made through the API itself."""
     admin = {"X-API-Key": ADMIN_KEY}
     for media_id, (tenant, marker, visibility, viewers) in ITEMS.items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -38,6 +39,7 @@ from tests.api.isolation import (
     preferences,
 )
 from tests.conftest import ADMIN_HEADERS
+from tests.live_server import ServeThread
 
 UNLIMITED = "1000000/minute"
 SCRATCH_USER = "scratch-user"
@@ -63,7 +65,18 @@ def world_runtime(make_runtime: Any) -> Runtime:
 
 
 @pytest.fixture()
-def world(world_runtime: Runtime) -> Iterator[tuple[TestClient, list[Who]]]:
+def world(world_runtime: Runtime) -> Iterator[tuple[httpx.Client, list[Who]]]:
+    """The world over real HTTP: `metamedia serve`'s app under uvicorn on 127.0.0.1."""
+    with (
+        ServeThread(world_runtime) as serving,
+        httpx.Client(base_url=serving.url, timeout=60) as client,
+    ):
+        yield client, build_world(client)
+
+
+@pytest.fixture()
+def ws_world(world_runtime: Runtime) -> Iterator[tuple[TestClient, list[Who]]]:
+    """The same world for the WebSocket pass (the test client speaks the WS protocol)."""
     with TestClient(create_app(runtime=world_runtime)) as client:
         yield client, build_world(client)
 
@@ -146,7 +159,7 @@ def _check(
         problems.append(f"{what}: leaked {found}: {text[:300]}")
 
 
-def _run_rest(client: TestClient, callers: list[Who], mode: str) -> list[str]:
+def _run_rest(client: httpx.Client, callers: list[Who], mode: str) -> list[str]:
     schema = client.get("/openapi.json").json()
     problems: list[str] = []
     for path, operations in schema["paths"].items():
@@ -181,7 +194,7 @@ def _run_rest(client: TestClient, callers: list[Who], mode: str) -> list[str]:
     return problems
 
 
-def _world_intact(client: TestClient) -> None:
+def _world_intact(client: httpx.Client) -> None:
     """No refused write changed anything: every item and user is as it was made."""
     for media_id, (tenant, marker, _, viewers) in ITEMS.items():
         viewer = {"X-User": sorted(viewers)[0]} if viewers else {}
@@ -200,8 +213,8 @@ def _world_intact(client: TestClient) -> None:
     assert len(keys) == 5 and all(k["revoked_at"] is None for k in keys), keys
 
 
-def test_every_route_declares_an_access_rule(world: tuple[TestClient, list[Who]]) -> None:
-    client, _ = world
+def test_every_route_declares_an_access_rule(ws_world: tuple[TestClient, list[Who]]) -> None:
+    client, _ = ws_world
     assert undeclared(client.app) == []  # type: ignore[arg-type]
     served = set(route_keys(client.app))  # type: ignore[arg-type]
     assert not set(RULES) - served, f"rules for routes that do not exist: {set(RULES) - served}"
@@ -214,7 +227,7 @@ def test_every_route_declares_an_access_rule(world: tuple[TestClient, list[Who]]
 
 
 def test_rest_routes_isolate_tenants_users_and_scopes(
-    world: tuple[TestClient, list[Who]], world_runtime: Runtime
+    world: tuple[httpx.Client, list[Who]], world_runtime: Runtime
 ) -> None:
     client, callers = world
     problems = _run_rest(client, callers, "read")
@@ -224,7 +237,7 @@ def test_rest_routes_isolate_tenants_users_and_scopes(
 
 @pytest.mark.parametrize("mode", ["off", "open"])
 def test_anonymous_modes_hold_on_every_route(
-    mode: str, world: tuple[TestClient, list[Who]], world_runtime: Runtime
+    mode: str, world: tuple[httpx.Client, list[Who]], world_runtime: Runtime
 ) -> None:
     client, callers = world
     world_runtime.settings.anonymous = mode  # type: ignore[assignment]
@@ -278,7 +291,7 @@ GRAPHQL_CASES: dict[str, tuple[str, bool, bool, bool]] = {
 }
 
 
-def _root_fields(client: TestClient) -> list[str]:
+def _root_fields(client: httpx.Client) -> list[str]:
     document = "{ __schema { queryType { fields { name } } mutationType { fields { name } } } }"
     found = client.post("/graphql", json={"query": document}).json()["data"]["__schema"]
     names = [f"Query.{f['name']}" for f in found["queryType"]["fields"]]
@@ -286,7 +299,7 @@ def _root_fields(client: TestClient) -> list[str]:
 
 
 def test_graphql_fields_isolate_tenants_users_and_scopes(
-    world: tuple[TestClient, list[Who]],
+    world: tuple[httpx.Client, list[Who]],
 ) -> None:
     client, callers = world
     fields = _root_fields(client)
@@ -346,9 +359,9 @@ def _ws_messages(user: str) -> list[tuple[str, dict[str, Any], str | None]]:
 
 
 def test_websocket_messages_isolate_tenants_users_and_scopes(
-    world: tuple[TestClient, list[Who]],
+    ws_world: tuple[httpx.Client, list[Who]],
 ) -> None:
-    client, callers = world
+    client, callers = ws_world
     assert {kind for kind, _, _ in _ws_messages("ann")} == set(MESSAGE_RULES)
     problems: list[str] = []
     for who in callers:
