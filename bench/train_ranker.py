@@ -3,7 +3,9 @@
 Training queries (never the sets we report):
 
 - Reddit TOMT *train* split at full length (a seeded sample);
-- bench/data/descriptive-train.jsonl (one-sentence descriptions we wrote);
+- bench/data/descriptive-train.jsonl and descriptive-train-2.jsonl (one-sentence
+  descriptions we wrote; the second set picks films without regard to whether
+  their Wikipedia lead tells the story);
 - exact-title queries generated from the catalog (a seeded sample of titles,
   as typed, lower-cased without punctuation, and as "Title (year)").
 
@@ -152,6 +154,7 @@ def run(
         train = [
             *_tomt("train", tomt_train, seed),
             *_descriptive("descriptive-train.jsonl"),
+            *_descriptive("descriptive-train-2.jsonl"),
             *_titles(runtime, titles, seed, {q.gold for q in desc_dev}),
         ]
         validation = [

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from metamedia.engine.ranker import FEATURES, LinearRanker, fit_listwise, rank_weight
+from metamedia.services.ranker_model import default_model_path, load_ranker
 
 
 def test_listwise_fit_learns_which_feature_finds_the_gold() -> None:
@@ -39,3 +43,14 @@ def test_model_round_trips_and_refuses_other_features() -> None:
 def test_rank_weight_is_zero_for_absent_candidates() -> None:
     weights = rank_weight(np.array([0, 1, 2, 8]))
     assert weights[0] == 0 and weights[1] == 1.0 and weights[2] > weights[3] > 0
+
+
+def test_an_unusable_model_file_falls_back_instead_of_failing(tmp_path: Path) -> None:
+    stale = tmp_path / "old.json"
+    stale.write_text(json.dumps({"features": ["x"], "weights": [1], "mean": [0], "scale": [1]}))
+    assert load_ranker(stale) is None
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    assert load_ranker(broken) is None
+    assert load_ranker(tmp_path / "missing.json") is None
+    assert load_ranker(default_model_path()) is not None  # the shipped model fits this code

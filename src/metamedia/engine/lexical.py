@@ -232,7 +232,9 @@ class LexicalIndex:
         self._titles: dict[str, list[int]] = {}
         self._stats: dict[str, _TenantStats] = {}
         self._version = 0  # bumped by every removal (appends change the length)
-        self._memo: tuple[tuple[str, str, int, int], FloatArray, FloatArray] | None = None
+        self._memo: tuple[tuple[str, str, int, int], FloatArray, FloatArray, FloatArray] | None = (
+            None
+        )
 
     def __len__(self) -> int:
         return len(self._live)
@@ -340,14 +342,24 @@ class LexicalIndex:
         The last answer is remembered: hybrid search asks once for its top-k and
         again for the scores of the vector side's candidates.
         """
+        title, body, _ = self._scored(query, tenant)
+        return title, body
+
+    def coverage_all(self, query: str, tenant: str) -> FloatArray:
+        """Share of the query's weight (IDF x query count) whose words each document
+        holds: how much of a description a film accounts for, not how often it
+        repeats one word."""
+        return self._scored(query, tenant)[2]
+
+    def _scored(self, query: str, tenant: str) -> tuple[FloatArray, FloatArray, FloatArray]:
         memo_key = (query, tenant, len(self._live), self._version)
         if self._memo is not None and self._memo[0] == memo_key:
-            return self._memo[1], self._memo[2]
+            return self._memo[1], self._memo[2], self._memo[3]
         n = len(self._live)
         weights = self.query_terms(query)
         if not weights or n == 0:
             zeros = np.zeros(n, dtype=np.float32)
-            return zeros, zeros
+            return zeros, zeros, zeros
         stats = self._stats.get(tenant) or _TenantStats()
         terms = np.fromiter(weights, dtype=np.int64)
         qw = np.fromiter(weights.values(), dtype=np.float32)
@@ -355,10 +367,12 @@ class LexicalIndex:
         if terms.shape[0] > MAX_QUERY_TERMS:
             keep = np.argsort(-idf, kind="stable")[:MAX_QUERY_TERMS]
             terms, idf = terms[keep], idf[keep]
-        title = self._field_scores(self._title, terms, idf, stats.title_len, stats.docs, n)
-        body = self._field_scores(self._body, terms, idf, stats.body_len, stats.docs, n)
-        self._memo = (memo_key, title, body)
-        return title, body
+        title, _ = self._field_scores(self._title, terms, idf, stats.title_len, stats.docs, n)
+        body, held = self._field_scores(self._body, terms, idf, stats.body_len, stats.docs, n)
+        total = float(idf.sum())
+        coverage = (held / total).astype(np.float32) if total > 0 else held
+        self._memo = (memo_key, title, body, coverage)
+        return title, body, coverage
 
     def search(
         self, query: str, tenant: str, k: int, allowed: BoolArray | None = None
@@ -388,24 +402,34 @@ class LexicalIndex:
         total_len: float,
         docs: int,
         n: int,
-    ) -> FloatArray:
+    ) -> tuple[FloatArray, FloatArray]:
+        """BM25 of every position, and the summed weight of the query words it holds."""
         avg = total_len / docs if docs > 0 else 1.0
         avg = max(avg, 1.0)
         lengths = np.asarray(field.lengths.view, dtype=np.float32)
         norm = K1 * (1.0 - B + B * lengths / avg)
         pos_parts: list[npt.NDArray[np.int32]] = []
         weight_parts: list[FloatArray] = []
+        held_parts: list[FloatArray] = []
         for term, w in zip(terms.tolist(), idf.tolist(), strict=True):
             pos, tf = field.postings(term)
             if pos.shape[0]:
                 pos_parts.append(pos)
                 weight_parts.append(w * tf * (K1 + 1.0) / (tf + norm[pos]))
+                held_parts.append(np.full(pos.shape[0], w, dtype=np.float32))
         if not pos_parts:
-            return np.zeros(n, dtype=np.float32)
-        scores = np.bincount(
-            np.concatenate(pos_parts), weights=np.concatenate(weight_parts), minlength=n
-        )
-        return scores[:n].astype(np.float32)
+            zeros = np.zeros(n, dtype=np.float32)
+            return zeros, zeros
+        positions = np.concatenate(pos_parts)
+        scores = np.bincount(positions, weights=np.concatenate(weight_parts), minlength=n)
+        held = np.bincount(positions, weights=np.concatenate(held_parts), minlength=n)
+        return scores[:n].astype(np.float32), held[:n].astype(np.float32)
+
+    def coverage_at(self, query: str, tenant: str, positions: IntArray) -> FloatArray:
+        """`coverage_all` at given positions (0 outside the index)."""
+        coverage = self.coverage_all(query, tenant)
+        valid = (positions >= 0) & (positions < coverage.shape[0])
+        return np.where(valid, coverage[np.where(valid, positions, 0)], 0.0).astype(np.float32)
 
     def field_scores_at(
         self, query: str, tenant: str, positions: IntArray

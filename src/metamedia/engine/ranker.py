@@ -24,6 +24,7 @@ FloatArray = npt.NDArray[np.float32]
 BASE_FEATURES: tuple[str, ...] = (
     "keyword_norm",  # body BM25 / best body BM25 among the candidates
     "keyword_rr",  # 1 / (1 + log2 rank) in the keyword list, 0 when absent
+    "keyword_coverage",  # share of the query's IDF-weighted words the item holds
     "title_norm",  # title-field BM25 / best among the candidates
     "title_exact",  # the whole query is the item's (alternate) title
     "title_year_exact",  # "Title (year)": title and one of its years match

@@ -384,6 +384,12 @@ class IndexManager:
             title, body = self._lexical.field_scores_at(query, tenant, positions)
             return title, body
 
+    def keyword_coverage(self, query: str, tenant: str, keys: list[int]) -> np.ndarray:
+        """Share of the query's (IDF-weighted) words each given item holds."""
+        with self._lock:
+            positions = self.index.positions_for(np.asarray(keys, dtype=np.int64))
+            return self._lexical.coverage_at(query, tenant, positions)
+
     def title_matches(self, title: str, allowed: np.ndarray | None) -> np.ndarray:
         """Item keys whose (alternate) title is `title` (see `LexicalIndex.title_positions`),
         among allowed items."""

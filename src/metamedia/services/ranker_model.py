@@ -8,6 +8,7 @@ another file (for example one trained on a team's own catalog).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from metamedia.engine.ranker import LinearRanker
 
 MODEL_FILE = "ranker-model.json"
+log = logging.getLogger(__name__)
 
 
 def default_model_path() -> Path:
@@ -22,12 +24,17 @@ def default_model_path() -> Path:
 
 
 def load_ranker(path: Path | None = None) -> LinearRanker | None:
-    """The configured or shipped model; None when there is none (fusion falls back to RRF)."""
+    """The configured or shipped model; None when there is none or it cannot be used
+    (hybrid search then falls back to reciprocal-rank fusion, and says so in the log
+    and in every result's `explanation.method`)."""
     chosen = path or Path(os.environ.get("METAMEDIA_RANKER_MODEL") or default_model_path())
     if not chosen.exists():
         return None
-    data = json.loads(chosen.read_text(encoding="utf-8"))
-    return LinearRanker.from_dict(data)
+    try:
+        return LinearRanker.from_dict(json.loads(chosen.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("ranker model %s is unusable (%s): hybrid search uses RRF instead", chosen, exc)
+        return None
 
 
 def save_ranker(ranker: LinearRanker, path: Path, provenance: dict[str, object]) -> None:

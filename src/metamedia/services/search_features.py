@@ -148,6 +148,7 @@ def _featurise(
     n = keys.shape[0]
     key_list = keys.tolist()
     title_bm25, body_bm25 = indexes.keyword_scores(query, tenant, key_list)
+    coverage = indexes.keyword_coverage(query, tenant, key_list)
     if query_vectors is not None and n:
         dense_sim = indexes.passage_similarities(query_vectors, key_list)
         mean_query = normalize(np.atleast_2d(query_vectors).mean(axis=0, keepdims=True))[0]
@@ -168,6 +169,7 @@ def _featurise(
     columns = {
         "keyword_norm": safe_ratio(body_bm25),
         "keyword_rr": rank_weight(keyword_rank),
+        "keyword_coverage": coverage,
         "title_norm": safe_ratio(title_bm25),
         "title_exact": title_exact.astype(np.float32),
         "title_year_exact": title_year.astype(np.float32),
