@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from typing import Any
 
+import httpx
+import pytest
 import uvicorn
 
 from metamedia.api.app import create_app
@@ -52,3 +55,19 @@ class ServeThread:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def wait_until_ready(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Poll `/readyz` of a `metamedia serve` child until it answers 200; fail the test
+    if the process exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"server did not become ready within {timeout_s:.0f} s")

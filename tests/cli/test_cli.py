@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from typer.testing import CliRunner
 
 from metamedia.cli import app
 from tests.conftest import DEMO_CATALOG, item, write_jsonl
+from tests.live_server import free_port, wait_until_ready
 
 runner = CliRunner()
 
@@ -125,17 +124,11 @@ def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
     assert mixed.exit_code == 0 and "broken JSON" in mixed.output
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_serve_answers_over_real_http(demo_data_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(demo_data_dir, data)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "METAMEDIA_DATA_DIR": str(data)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "metamedia", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -145,16 +138,7 @@ def test_serve_answers_over_real_http(demo_data_dir: Path, tmp_path: Path) -> No
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("server did not become ready within 120 s")
+        wait_until_ready(base, proc, 120)
         response = httpx.get(f"{base}/v1/search", params={"q": "haunted house", "limit": 3})
         assert response.status_code == 200 and len(response.json()["results"]) == 3
         assert httpx.get(f"{base}/docs").status_code == 200

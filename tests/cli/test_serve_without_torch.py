@@ -15,47 +15,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.live_server import free_port, wait_until_ready
+
 FORBIDDEN = ("torch", "sentence_transformers", "transformers")
-
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/maps").exists(), reason="reads the server's memory map from /proc"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail("server did not become ready within 180 s")
 
 
 @pytest.mark.slow
 def test_serve_process_never_maps_libtorch(demo_data_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(demo_data_dir, data)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
@@ -74,7 +50,11 @@ def test_serve_process_never_maps_libtorch(demo_data_dir: Path, tmp_path: Path) 
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, proc, log)
+        try:
+            wait_until_ready(base, proc, 180)
+        except BaseException:
+            print(log.read_text()[-3000:])
+            raise
         for mode in ("hybrid", "semantic", "keyword"):
             response = httpx.get(
                 f"{base}/v1/search", params={"q": "haunted house", "mode": mode}, timeout=60

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from metamedia.api.app import create_app
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder
 from metamedia.services.demo_users import load_demo_users
 from metamedia.services.runtime import Runtime
+from tests.live_server import ServeThread
 
 CHROMIUM = os.environ.get("METAMEDIA_CHROMIUM", "/usr/bin/chromium")
 
@@ -47,43 +43,9 @@ def web_runtime(web_demo_dir: Path, tmp_path: Path, make_runtime: Any) -> Runtim
     return runtime
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class LiveServer:
-    """uvicorn serving the real app in a background thread."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(runtime=runtime), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 @pytest.fixture()
-def live_server(web_runtime: Runtime) -> Iterator[LiveServer]:
-    with LiveServer(web_runtime) as server:
+def live_server(web_runtime: Runtime) -> Iterator[ServeThread]:
+    with ServeThread(web_runtime) as server:
         yield server
 
 
@@ -104,7 +66,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture()
-def page(browser: Any, live_server: LiveServer) -> Iterator[Any]:
+def page(browser: Any, live_server: ServeThread) -> Iterator[Any]:
     """A fresh browser context (no cookies) whose relative URLs go to the live server;
     any JavaScript dialog fails the test that opened it."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ADMIN_KEY
-from tests.web.conftest import LiveServer
+from tests.live_server import ServeThread
 
 XSS_TITLE = "<script>window.__pwned=1</script>"
 XSS_DESCRIPTION = '"><img src=x onerror="window.__pwned=2"> pwned trap'
@@ -69,7 +69,7 @@ def test_open_an_item_and_its_similar_items(page: Any) -> None:
     assert page.locator("h1").inner_text() == next_title != title
 
 
-def test_liking_items_in_the_feed_changes_it(page: Any, live_server: LiveServer) -> None:
+def test_liking_items_in_the_feed_changes_it(page: Any, live_server: ServeThread) -> None:
     page.goto("/feed")
     page.get_by_label("Or type a user id").fill("browser-tester")
     page.get_by_role("button", name="Use this profile").click()
@@ -132,7 +132,7 @@ def test_admin_login_refused_then_accepted(page: Any) -> None:
     assert page.url.endswith("/admin/login")
 
 
-def test_catalog_strings_are_shown_as_text_never_run(page: Any, live_server: LiveServer) -> None:
+def test_catalog_strings_are_shown_as_text_never_run(page: Any, live_server: ServeThread) -> None:
     live_server.runtime.catalog.put(
         "xss-1",
         {"title": XSS_TITLE, "description": XSS_DESCRIPTION, "genres": ["drama"], "year": 2001},
@@ -184,7 +184,7 @@ def test_keyboard_reaches_search_box_and_submit_with_visible_focus(page: Any) ->
 
 
 def test_screenshots_script_captures_every_page(
-    browser: Any, live_server: LiveServer, tmp_path: Path
+    browser: Any, live_server: ServeThread, tmp_path: Path
 ) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     try:

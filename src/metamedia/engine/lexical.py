@@ -39,10 +39,6 @@ BoolArray = npt.NDArray[np.bool_]
 
 K1 = 1.2
 B = 0.75
-# The body field holds the titles too (one BM25 over the whole document, as
-# most engines score it); the separate title field adds this much on top, so a
-# title hit counts more without a short title outranking a matching story.
-TITLE_BOOST = 0.0
 MAX_QUERY_TERMS = 256  # distinct stems scored per query (an 8,000-character request has ~500)
 DELTA_LIMIT = 4096  # appended positions kept in side postings before the arrays are rebuilt
 STATE_FORMAT = 2  # bumped when the saved layout or the title keys change
@@ -92,15 +88,11 @@ class LexicalDoc:
 
 @dataclass(frozen=True)
 class LexicalHits:
-    """Positions with their title and body BM25 scores, best combined score first."""
+    """Positions with their title and body BM25 scores, best body score first."""
 
     positions: IntArray
     title_scores: FloatArray
     body_scores: FloatArray
-
-    @property
-    def scores(self) -> FloatArray:
-        return np.asarray(self.body_scores + TITLE_BOOST * self.title_scores, dtype=np.float32)
 
 
 class _Field:
@@ -345,13 +337,10 @@ class LexicalIndex:
         title, body, _ = self._scored(query, tenant)
         return title, body
 
-    def coverage_all(self, query: str, tenant: str) -> FloatArray:
-        """Share of the query's weight (IDF x query count) whose words each document
-        holds: how much of a description a film accounts for, not how often it
-        repeats one word."""
-        return self._scored(query, tenant)[2]
-
     def _scored(self, query: str, tenant: str) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Title BM25, body BM25 and coverage: the share of the query's weight (IDF x
+        count in the query) whose words each document holds, i.e. how much of a
+        description a film accounts for, not how often it repeats one word."""
         memo_key = (query, tenant, len(self._live), self._version)
         if self._memo is not None and self._memo[0] == memo_key:
             return self._memo[1], self._memo[2], self._memo[3]
@@ -377,12 +366,13 @@ class LexicalIndex:
     def search(
         self, query: str, tenant: str, k: int, allowed: BoolArray | None = None
     ) -> LexicalHits:
-        """Top-k positions by body BM25 (+ `TITLE_BOOST` x title) among `allowed` live ones."""
+        """Top-k positions by whole-document BM25 among `allowed` live ones (the body
+        field holds the titles too; the title field's own score is a ranker feature)."""
         n = len(self._live)
         if n == 0 or k <= 0:
             return _no_hits()
         title, body = self.score_all(query, tenant)
-        total = body + TITLE_BOOST * title if TITLE_BOOST else body.copy()
+        total = body.copy()
         live = np.asarray(self._live.view, dtype=np.bool_)
         mask = live if allowed is None else live & allowed[:n]
         total[~mask] = 0.0
@@ -425,24 +415,19 @@ class LexicalIndex:
         held = np.bincount(positions, weights=np.concatenate(held_parts), minlength=n)
         return scores[:n].astype(np.float32), held[:n].astype(np.float32)
 
-    def coverage_at(self, query: str, tenant: str, positions: IntArray) -> FloatArray:
-        """`coverage_all` at given positions (0 outside the index)."""
-        coverage = self.coverage_all(query, tenant)
-        valid = (positions >= 0) & (positions < coverage.shape[0])
-        return np.where(valid, coverage[np.where(valid, positions, 0)], 0.0).astype(np.float32)
-
-    def field_scores_at(
+    def scores_at(
         self, query: str, tenant: str, positions: IntArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """Title and body BM25 of given positions (for candidates the vector side found)."""
-        if positions.shape[0] == 0:
-            return np.empty(0, dtype=np.float32), np.empty(0, dtype=np.float32)
-        title, body = self.score_all(query, tenant)
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Title BM25, body BM25 and coverage of given positions (0 outside the index):
+        the keyword features of candidates, whichever list found them."""
+        title, body, coverage = self._scored(query, tenant)
         valid = (positions >= 0) & (positions < title.shape[0])
         safe = np.where(valid, positions, 0)
-        return np.where(valid, title[safe], 0.0).astype(np.float32), np.where(
-            valid, body[safe], 0.0
-        ).astype(np.float32)
+
+        def at(column: FloatArray) -> FloatArray:
+            return np.where(valid, column[safe], 0.0).astype(np.float32)
+
+        return at(title), at(body), at(coverage)
 
     # -- persistence --------------------------------------------------------
 

@@ -24,7 +24,7 @@ import numpy as np
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder
 from metamedia.engine.index import IndexParams, Neighbours, VectorIndex, build_index
-from metamedia.engine.lexical import LexicalHits, LexicalIndex
+from metamedia.engine.lexical import LexicalIndex
 from metamedia.engine.passages import text_hash
 from metamedia.engine.payload import AttributeFilter, ItemAttributes, PayloadColumns
 from metamedia.engine.vectors import FloatArray
@@ -231,13 +231,16 @@ class IndexManager:
             if row.vector is None
         ]
         fresh: dict[str, FloatArray] = {}
+        known: dict[str, FloatArray] = {}
         if texts:
             encoded = self.encoder.encode(texts)
             self.repo.store_embeddings(self.space, encoded.fresh)
-            fresh = encoded.items
-        stored = self.encoder.passage_vectors([p for row in rows for p in row.passages])
+            fresh, known = encoded.items, encoded.passages
+        # Rows whose item vector was stored: read their passages (the rest were just read).
+        wanted = [p for row in rows for p in row.passages if text_hash(p) not in known]
+        known.update(self.encoder.passage_vectors(wanted))
         items = [row.vector if row.vector is not None else fresh[row.content_hash] for row in rows]
-        passages = [[stored[text_hash(p)] for p in row.passages] for row in rows]
+        passages = [[known[text_hash(p)] for p in row.passages] for row in rows]
         return items, passages
 
     def sync(self) -> int:
@@ -363,8 +366,8 @@ class IndexManager:
 
     def keyword_search(
         self, query: str, tenant: str, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, LexicalHits]:
-        """Item keys and BM25 hits (title and body) of the top-k allowed positions."""
+    ) -> np.ndarray:
+        """Item keys of the top-k allowed positions by BM25."""
         with self._lock:
             index = self.index
             mask = index.live_mask()
@@ -373,22 +376,15 @@ class IndexManager:
             started = time.perf_counter()
             hits = self._lexical.search(query, tenant, k, mask)
             observe_current("keyword_search", time.perf_counter() - started)
-            return index.key_at(hits.positions), hits
+            return index.key_at(hits.positions)
 
-    def keyword_scores(
+    def keyword_features(
         self, query: str, tenant: str, keys: list[int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Title and body BM25 of given items (zero where they match no query word)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Title BM25, body BM25 and query coverage of given items (0 where none)."""
         with self._lock:
             positions = self.index.positions_for(np.asarray(keys, dtype=np.int64))
-            title, body = self._lexical.field_scores_at(query, tenant, positions)
-            return title, body
-
-    def keyword_coverage(self, query: str, tenant: str, keys: list[int]) -> np.ndarray:
-        """Share of the query's (IDF-weighted) words each given item holds."""
-        with self._lock:
-            positions = self.index.positions_for(np.asarray(keys, dtype=np.int64))
-            return self._lexical.coverage_at(query, tenant, positions)
+            return self._lexical.scores_at(query, tenant, positions)
 
     def title_matches(self, title: str, allowed: np.ndarray | None) -> np.ndarray:
         """Item keys whose (alternate) title is `title` (see `LexicalIndex.title_positions`),

@@ -112,6 +112,8 @@ class ItemEncoder:
     def passage_vectors(self, passages: Sequence[str]) -> dict[str, FloatArray]:
         """Stored vectors of passages by text hash, embedding (and storing) any missing."""
         hashes = {text_hash(p): p for p in passages}
+        if not hashes:
+            return {}
         found = self.repo.stored_embeddings(self.space, list(hashes))
         missing = [h for h in hashes if h not in found]
         if missing:

@@ -42,11 +42,6 @@ from metamedia.services.search_features import Candidates, build_candidates
 from metamedia.storage.base import MediaRepository
 
 DESCRIPTION_PREVIEW_CHARS = 300
-# Keyword mode: extra weight of the title field over the whole-document BM25 (which
-# already holds the title). Chosen on the training sets: 0 beat 0.25-1.0 on
-# descriptive-train (MRR@10 0.52 vs 0.44 at 0.5) and tied on TOMT train; exact
-# titles come first anyway.
-KEYWORD_TITLE_BOOST = 0.0
 
 
 class SearchService:
@@ -164,9 +159,11 @@ class SearchService:
         raw = np.column_stack([candidates.keyword_score, candidates.dense_sim]).astype(np.float32)
         names = ["keyword", "vector"]
         if mode == "keyword":
-            # Whole-document BM25 (+ title boost); an exact title match scores the best
-            # BM25 score on top of its own, so it comes first and scores stay monotone.
-            bm25 = candidates.keyword_score + KEYWORD_TITLE_BOOST * candidates.title_score
+            # Whole-document BM25 (titles included; extra title weight lost on the
+            # training sets: MRR@10 0.52 at 0 vs 0.44 at 0.5 on descriptive-train). An
+            # exact title scores the best BM25 score on top of its own: first, and
+            # scores stay monotone.
+            bm25 = candidates.keyword_score
             top = float(bm25.max()) if n else 0.0
             score = bm25 + candidates.title_exact * (top + 1.0)
             present = (score > 0) & ((candidates.keyword_rank > 0) | candidates.title_exact)
@@ -257,37 +254,20 @@ def _titles_first(fused: Fused, candidates: Candidates) -> Fused:
     named = candidates.keys[candidates.title_exact | candidates.title_year]
     if named.shape[0] == 0:
         return fused
-    in_fused = np.isin(named, fused.keys)
-    missing = named[~in_fused]
+    missing = named[~np.isin(named, fused.keys)]
+    if missing.shape[0]:
+        width = fused.ranks.shape[1]
+        top = float(fused.scores.max()) if fused.scores.shape[0] else 0.0
+        fused = Fused(
+            np.concatenate([fused.keys, missing]),
+            np.concatenate([fused.scores, np.full(missing.shape[0], top, np.float32)]),
+            np.concatenate([fused.ranks, np.zeros((missing.shape[0], width), np.int32)]),
+            np.concatenate([fused.raw_scores, np.zeros((missing.shape[0], width), np.float32)]),
+        )
     first = np.isin(fused.keys, named)
     order = np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
-    width = fused.ranks.shape[1]
-    top = float(fused.scores.max()) if fused.scores.shape[0] else 0.0
     return Fused(
-        np.concatenate(
-            [fused.keys[order[: int(first.sum())]], missing, fused.keys[order[int(first.sum()) :]]]
-        ),
-        np.concatenate(
-            [
-                fused.scores[order[: int(first.sum())]],
-                np.full(missing.shape[0], top, np.float32),
-                fused.scores[order[int(first.sum()) :]],
-            ]
-        ).astype(np.float32),
-        np.concatenate(
-            [
-                fused.ranks[order[: int(first.sum())]],
-                np.zeros((missing.shape[0], width), np.int32),
-                fused.ranks[order[int(first.sum()) :]],
-            ]
-        ),
-        np.concatenate(
-            [
-                fused.raw_scores[order[: int(first.sum())]],
-                np.zeros((missing.shape[0], width), np.float32),
-                fused.raw_scores[order[int(first.sum()) :]],
-            ]
-        ),
+        fused.keys[order], fused.scores[order], fused.ranks[order], fused.raw_scores[order]
     )
 
 

@@ -11,7 +11,7 @@ passage similarity), so the ranker compares like with like.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,12 +68,10 @@ class Candidates:
     features: FloatArray
     keyword_rank: np.ndarray
     keyword_score: FloatArray
-    title_score: FloatArray
     dense_rank: np.ndarray
     dense_sim: FloatArray
     title_exact: np.ndarray
     title_year: np.ndarray
-    extra: dict[str, FloatArray] = field(default_factory=dict)
 
 
 def _rank_of(keys: np.ndarray, ranked: np.ndarray) -> np.ndarray:
@@ -100,7 +98,7 @@ def build_candidates(
 ) -> Candidates:
     """Candidates from BM25, passages and exact titles, with their ranker features."""
     analysis = analyse_query(query, indexes.genre_labels())
-    keyword_keys, _ = indexes.keyword_search(query, tenant, pool, allowed)
+    keyword_keys = indexes.keyword_search(query, tenant, pool, allowed)
     if query_vectors is not None:
         dense_keys, _ = indexes.passage_search(query_vectors, pool, allowed)
     else:
@@ -147,8 +145,7 @@ def _featurise(
 ) -> Candidates:
     n = keys.shape[0]
     key_list = keys.tolist()
-    title_bm25, body_bm25 = indexes.keyword_scores(query, tenant, key_list)
-    coverage = indexes.keyword_coverage(query, tenant, key_list)
+    title_bm25, body_bm25, coverage = indexes.keyword_features(query, tenant, key_list)
     if query_vectors is not None and n:
         dense_sim = indexes.passage_similarities(query_vectors, key_list)
         mean_query = normalize(np.atleast_2d(query_vectors).mean(axis=0, keepdims=True))[0]
@@ -190,7 +187,6 @@ def _featurise(
         features=with_length_interactions(base, analysis.long),
         keyword_rank=keyword_rank,
         keyword_score=body_bm25,
-        title_score=title_bm25,
         dense_rank=dense_rank,
         dense_sim=dense_sim,
         title_exact=title_exact,

@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from metamedia.domain import MediaItem, SearchFilters
+from metamedia.domain import MediaItem
 from metamedia.engine.lexical import LexicalDoc
 from metamedia.engine.payload import ItemAttributes
 
@@ -58,12 +58,6 @@ class StoredItem:
 
 
 @dataclass(frozen=True)
-class KeywordHit:
-    pk: int
-    score: float
-
-
-@dataclass(frozen=True)
 class KeywordIndexReport:
     missing: list[int]
     orphaned: list[int]
@@ -91,10 +85,6 @@ class MediaRepository(Protocol):
     def delete(self, tenant: str, external_id: str) -> bool: ...
 
     def count(self, tenant: str | None = None) -> int: ...
-
-    def keyword_search(
-        self, tenant: str, viewer: str | None, query: str, filters: SearchFilters, limit: int
-    ) -> list[KeywordHit]: ...
 
     def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]: ...
 

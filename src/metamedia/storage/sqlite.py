@@ -18,24 +18,17 @@ import numpy.typing as npt
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
-from metamedia.domain import MediaItem, SearchFilters
+from metamedia.domain import MediaItem
 from metamedia.engine.lexical import LexicalDoc
 from metamedia.engine.passages import item_passages, item_title_text
 from metamedia.engine.payload import ItemAttributes
 from metamedia.storage.base import (
     Change,
     IndexRow,
-    KeywordHit,
     KeywordIndexReport,
     StoredHashes,
     StoredItem,
     WriteStatus,
-)
-from metamedia.storage.sqlite_query import (
-    BM25_WEIGHTS,
-    filter_sql,
-    match_expression,
-    query_terms,
 )
 from metamedia.storage.sqlite_schema import (
     embeddings,
@@ -309,35 +302,6 @@ class SQLiteRepository:
                     text("SELECT count(*) FROM media WHERE tenant = :t"), {"t": tenant}
                 ).scalar_one()
             )
-
-    def keyword_search(
-        self, tenant: str, viewer: str | None, query: str, filters: SearchFilters, limit: int
-    ) -> list[KeywordHit]:
-        """BM25 over FTS5 with every filter in the same SQL statement.
-
-        The store's own keyword search (every query word, no pruning). Search
-        requests use the in-memory index (`engine.lexical`), which is faster
-        and keeps statistics per tenant; this one answers from the database
-        alone, e.g. for a backend contract or a consistency check.
-        """
-        terms = query_terms(query)
-        match = match_expression(terms)
-        if match is None:
-            return []
-        where, params = filter_sql(tenant, viewer, filters)
-        params.update({"match": match, "limit": limit})
-        sql = (
-            f"SELECT f.rowid, bm25(media_fts, {BM25_WEIGHTS}) AS score "
-            "FROM media_fts f JOIN media m ON m.pk = f.rowid "
-            f"WHERE media_fts MATCH :match AND {where} "
-            "ORDER BY score LIMIT :limit"
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(text(sql), params).all()
-        # FTS5's bm25() is negative (lower is better); report the usual positive form.
-        return [KeywordHit(int(pk), -float(score)) for pk, score in rows]
-
-    # -- change log and index feeds -----------------------------------------
 
     def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]:
         with self.engine.connect() as conn:

@@ -1,41 +1,12 @@
-"""SQL text for keyword search: the FTS5 query language and filter predicates."""
+"""Search filters as a SQL predicate: the relational store's evaluator of the same
+filter model the in-memory payload mask evaluates (a test checks they agree)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from metamedia.domain import SearchFilters
-
-# Column weights for bm25(): a title hit outweighs a plot hit.
-BM25_WEIGHTS = "10.0, 1.0, 2.0, 3.0, 2.0"
-
-STOPWORDS = frozenset(
-    (
-        "a an and are as at be but by for from has have he her his i in into is it its "
-        "me my of on or our she so that the their them then there they this to was we "
-        "were what when where which who whom why will with you your movie film about"
-    ).split()
-)
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-
-
-MAX_QUERY_TERMS = 64
-
-
-def query_terms(query: str) -> list[str]:
-    """Lower-cased distinct words of a query, stopwords removed (unless that leaves none)."""
-    tokens = [t.lower() for t in _TOKEN.findall(query)]
-    terms = [t for t in tokens if t not in STOPWORDS] or tokens
-    return list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
-
-
-def match_expression(terms: list[str]) -> str | None:
-    """A safe FTS5 OR-query of quoted terms (None if there are none)."""
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
 def filter_sql(
