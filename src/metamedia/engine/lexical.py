@@ -41,7 +41,7 @@ K1 = 1.2
 B = 0.75
 MAX_QUERY_TERMS = 256  # distinct stems scored per query (an 8,000-character request has ~500)
 DELTA_LIMIT = 4096  # appended positions kept in side postings before the arrays are rebuilt
-STATE_FORMAT = 2  # bumped when the saved layout or the title keys change
+STATE_FORMAT = 3  # bumped when the saved layout or the title keys change
 
 STOPWORDS = frozenset(
     (

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 _ARTICLES = ("the", "a", "an")
 _TRAILING_ARTICLE = re.compile(r",\s*(the|a|an)\s*$")
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
+_APOSTROPHES = re.compile("['\u2019`]")  # "Ocean's" and "Oceans" are one word
 _YEAR_SUFFIX = re.compile(r"^(?P<title>.+?)[\s,]*[(\[]?(?P<year>(18[7-9]|19\d|20\d)\d)[)\]]?\s*$")
 
 
@@ -33,7 +34,7 @@ def strict_title_key(title: str) -> str:
     trailing = _TRAILING_ARTICLE.search(folded)
     if trailing:
         folded = f"{trailing.group(1)} {folded[: trailing.start()]}"
-    folded = folded.replace("&", " and ")
+    folded = _APOSTROPHES.sub("", folded.replace("&", " and "))
     return " ".join(w for w in _NON_WORD.split(folded) if w and w != "_")
 
 

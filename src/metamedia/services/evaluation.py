@@ -16,10 +16,8 @@ measure the new ranking, not the answer cached under the old one.
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from metamedia.domain import SearchMode, SearchRequest
+from metamedia.engine.titles import strict_title_key
 from metamedia.errors import InvalidRequestError, MetaMediaError
 from metamedia.services.runtime import Runtime
 from metamedia.services.search import SearchService
@@ -178,21 +177,9 @@ def _preview(query: str) -> str:
 
 # -- resolving gold items against the catalog --------------------------------------
 
-_TRAILING_ARTICLE = re.compile(r"^(?P<rest>.+?),\s*(?P<article>the|a|an)$", re.IGNORECASE)
-_APOSTROPHES = re.compile("['\\u2019`]")
-_NON_WORD = re.compile(r"[\W_]+")
-
-
-def normalise_title(title: str) -> str:
-    """Title as people type it: case, accents, punctuation and "Matrix, The" ignored."""
-    text = title.strip()
-    moved = _TRAILING_ARTICLE.match(text)
-    if moved:
-        text = f"{moved['article']} {moved['rest']}"
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    text = _APOSTROPHES.sub("", text.replace("&", " and "))
-    return " ".join(_NON_WORD.sub(" ", text).split())
+# Gold titles are matched as written (case, accents, punctuation and "Matrix, The"
+# aside): the key search's own exact-title lookup prefers.
+normalise_title = strict_title_key
 
 
 @dataclass(frozen=True)
