@@ -11,8 +11,8 @@ from sqlalchemy import text
 
 from metamedia.domain import MediaItem, SearchFilters
 from metamedia.engine.payload import AttributeFilter, PayloadColumns
+from metamedia.storage.filters import filter_sql
 from metamedia.storage.sqlite import SQLiteRepository, attributes_of
-from metamedia.storage.sqlite_query import filter_sql
 
 GENRES = ("drama", "comedy", "noir")
 

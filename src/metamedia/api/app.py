@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         metrics.watch(lambda: _gauges(rt))
         metrics.watch_caches(rt.caches.stats)
         app.state.alerts = _alerts(rt.settings, metrics, rt)
-        untime_queries = time_queries(rt.repo.engine, metrics)
+        untime_queries = time_queries(rt.stores.engine, metrics)
         app.state.warm = False
         warmer = threading.Thread(target=_warm_up, args=(app, rt), daemon=True)
         warmer.start()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from metamedia.domain import SearchFilters
+
 BoolArray = npt.NDArray[np.bool_]
 UNKNOWN = -1
 
@@ -71,6 +73,58 @@ class AttributeFilter:
     viewer: str | None = None
     max_maturity: int | None = None
     blocked_owners: tuple[str, ...] = ()
+
+    @classmethod
+    def from_search(
+        cls, tenant: str, viewer: str | None, filters: SearchFilters
+    ) -> AttributeFilter:
+        """The filter a search request asks for (what the API and the web form send)."""
+        return cls(
+            tenant=tenant,
+            viewer=viewer,
+            types=tuple(filters.types),
+            genres=tuple(filters.genres),
+            platforms=tuple(filters.platforms),
+            languages=tuple(filters.languages),
+            year_min=filters.year_min,
+            year_max=filters.year_max,
+            min_rating=filters.min_rating,
+        )
+
+
+def attributes_match(flt: AttributeFilter, attrs: ItemAttributes) -> bool:
+    """The reference meaning of the filter model for one item, written for clarity.
+
+    The mask below and the SQL of `storage/filters.py` are the fast evaluators;
+    tests hold both to this one.
+    """
+    if attrs.tenant != flt.tenant:
+        return False
+    if attrs.private and not (
+        flt.viewer is not None and (attrs.owner == flt.viewer or flt.viewer in attrs.allowed_users)
+    ):
+        return False
+    if flt.types and attrs.type not in flt.types:
+        return False
+    if flt.languages and attrs.language not in flt.languages:
+        return False
+    if flt.year_min is not None or flt.year_max is not None:
+        low = flt.year_min if flt.year_min is not None else -(10**9)
+        high = flt.year_max if flt.year_max is not None else 10**9
+        years = ([] if attrs.year is None else [attrs.year]) + list(attrs.release_years)
+        if not any(low <= y <= high for y in years):
+            return False
+    if flt.min_rating is not None and (attrs.rating is None or attrs.rating < flt.min_rating):
+        return False
+    if attrs.owner is not None and attrs.owner in flt.blocked_owners:
+        return False
+    if flt.max_maturity is not None:
+        level = maturity_level(attrs.maturity)
+        if level == UNKNOWN or level > flt.max_maturity:
+            return False
+    if flt.genres and not set(flt.genres) & set(attrs.genres):
+        return False
+    return not (flt.platforms and not set(flt.platforms) & set(attrs.platforms))
 
 
 @dataclass

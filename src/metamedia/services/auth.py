@@ -20,12 +20,8 @@ from typing import Any
 
 from metamedia.errors import InvalidRequestError, NotFoundError
 from metamedia.storage.memory_cache import TTLCache
-from metamedia.storage.sqlite_security import (
-    AuditEntry,
-    KeyRecord,
-    SQLiteAuditLog,
-    SQLiteKeyRepository,
-)
+from metamedia.storage.records import AuditEntry, KeyRecord
+from metamedia.storage.roles import AuditLog, KeyStore
 
 SCOPES = frozenset({"read", "write", "admin"})
 DEFAULT_TENANT = "default"
@@ -90,8 +86,8 @@ class UserToken:
 class KeyService:
     def __init__(
         self,
-        keys: SQLiteKeyRepository,
-        audit: SQLiteAuditLog,
+        keys: KeyStore,
+        audit: AuditLog,
         bootstrap: str | None = None,
         secret_file: Path | None = None,
     ) -> None:

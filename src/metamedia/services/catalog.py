@@ -10,7 +10,7 @@ from metamedia.errors import InvalidRequestError, NotFoundError, ValidationFaile
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ingest import IngestService
 from metamedia.services.validation import validate_item
-from metamedia.storage.base import MediaRepository
+from metamedia.storage.roles import CatalogStore
 
 MAX_BATCH = 1000
 
@@ -24,7 +24,7 @@ class ItemResult:
 
 
 class CatalogService:
-    def __init__(self, repo: MediaRepository, ingest: IngestService, indexes: IndexManager) -> None:
+    def __init__(self, repo: CatalogStore, ingest: IngestService, indexes: IndexManager) -> None:
         self.repo = repo
         self.ingest = ingest
         self.indexes = indexes

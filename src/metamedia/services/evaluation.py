@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from metamedia.domain import SearchMode, SearchRequest
 from metamedia.engine.titles import strict_title_key
@@ -32,8 +31,6 @@ from metamedia.errors import InvalidRequestError, MetaMediaError
 from metamedia.services.runtime import Runtime
 from metamedia.services.search import SearchService
 from metamedia.services.validation import describe_validation_error
-from metamedia.storage.sqlite import SQLiteRepository
-from metamedia.storage.sqlite_schema import media
 
 MODES: tuple[SearchMode, ...] = ("hybrid", "keyword", "semantic")
 DEFAULT_LIMIT = 100
@@ -190,18 +187,9 @@ class CatalogEntry:
 
 
 def catalog_entries(service: SearchService | Runtime, tenant: str) -> list[CatalogEntry]:
-    """Every public item of a tenant as (id, title, year): one indexed SQL scan."""
-    repo = _service(service).repo
-    if not isinstance(repo, SQLiteRepository):
-        raise InvalidRequestError("evaluation reads titles from the SQLite catalog only")
-    statement = select(media.c.external_id, media.c.title, media.c.year).where(
-        media.c.tenant == tenant, media.c.visibility == "public"
-    )
-    with repo.engine.connect() as conn:
-        return [
-            CatalogEntry(str(i), str(t), None if y is None else int(y))
-            for i, t, y in conn.execute(statement)
-        ]
+    """Every public item of a tenant as (id, title, year)."""
+    rows = _service(service).repo.catalog_titles(tenant)
+    return [CatalogEntry(i, t, y) for i, t, y in rows]
 
 
 def resolve_queries(

@@ -66,7 +66,8 @@ from metamedia.services.openfeature_provider import MetaMediaProvider
 from metamedia.services.recommend import CANDIDATE_SOURCES, FeedWeights
 from metamedia.services.users import UserChange
 from metamedia.services.validation import describe_validation_error
-from metamedia.storage.sqlite_experiments import ConfigEntry, SQLiteExperimentRepository
+from metamedia.storage.records import ConfigEntry
+from metamedia.storage.roles import ExperimentStore
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def wilson_interval(successes: int, trials: int, z: float = WILSON_Z) -> tuple[f
 class DefinitionStore:
     """The current snapshot, re-read when the store's version counter moves."""
 
-    def __init__(self, repo: SQLiteExperimentRepository, refresh_s: float) -> None:
+    def __init__(self, repo: ExperimentStore, refresh_s: float) -> None:
         self._repo = repo
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
@@ -315,7 +316,7 @@ class Treatment:
 class ExperimentService:
     def __init__(
         self,
-        repo: SQLiteExperimentRepository,
+        repo: ExperimentStore,
         keys: KeyService,
         *,
         config_file: Path | None = None,

@@ -32,7 +32,8 @@ from metamedia.errors import StaleMaskError
 from metamedia.observability.metrics import observe_current
 from metamedia.services.caching import Caches
 from metamedia.services.item_vectors import ItemEncoder, ItemText
-from metamedia.storage.base import IndexRow, MediaRepository
+from metamedia.storage.records import IndexRow
+from metamedia.storage.roles import CatalogStore
 from metamedia.storage.vector_files import VectorFileStore
 
 _GONE = ItemAttributes(type="", tenant="\x00removed")
@@ -83,7 +84,7 @@ class IndexManager:
 
     def __init__(
         self,
-        repo: MediaRepository,
+        repo: CatalogStore,
         files: VectorFileStore,
         embedder: Embedder,
         settings: Settings,

@@ -41,7 +41,8 @@ from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.services.item_vectors import ItemText
 from metamedia.services.validation import RowKey, row_key, validate_item, with_id
-from metamedia.storage.base import MediaRepository, WriteStatus
+from metamedia.storage.records import WriteStatus
+from metamedia.storage.roles import CatalogStore
 
 ProgressCallback = Callable[[int], None]
 MAX_REPORTED_REJECTS = 1000  # all rejects go to the rejects file; the report keeps the first
@@ -107,7 +108,7 @@ class _RejectsWriter:
 class IngestService:
     def __init__(
         self,
-        repo: MediaRepository,
+        repo: CatalogStore,
         embedder: Embedder,
         indexes: IndexManager,
         rejects_dir: Path,

@@ -21,7 +21,7 @@ from metamedia.engine.embed import Embedder
 from metamedia.engine.passages import text_hash
 from metamedia.engine.vectors import FloatArray, normalize
 from metamedia.services.caching import Caches
-from metamedia.storage.base import MediaRepository
+from metamedia.storage.roles import CatalogStore
 
 RECIPE = "passages-v1"
 
@@ -61,7 +61,7 @@ def _item_vector(passages: FloatArray, title: FloatArray) -> FloatArray:
 
 
 class ItemEncoder:
-    def __init__(self, repo: MediaRepository, embedder: Embedder, caches: Caches) -> None:
+    def __init__(self, repo: CatalogStore, embedder: Embedder, caches: Caches) -> None:
         self.repo = repo
         self.embedder = embedder
         self.caches = caches

@@ -26,7 +26,7 @@ from metamedia.errors import StaleMaskError
 from metamedia.services.discovery import DiscoveryService
 from metamedia.services.indexing import CatalogChange
 from metamedia.services.users import UserChange
-from metamedia.storage.base import MediaRepository
+from metamedia.storage.roles import CatalogStore
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class LiveHub:
     def __init__(
         self,
         discovery: DiscoveryService,
-        media: MediaRepository,
+        media: CatalogStore,
         mailbox_size: int = 64,
         resume_s: float = 60.0,
     ) -> None:

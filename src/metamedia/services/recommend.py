@@ -26,8 +26,8 @@ from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.services.training import ModelRegistry
 from metamedia.services.users import UserService
-from metamedia.storage.base import MediaRepository
-from metamedia.storage.sqlite_users import EventRow, SQLiteUserRepository
+from metamedia.storage.records import EventRow
+from metamedia.storage.roles import CatalogStore, UserStore
 
 NOT_CONSUMED = frozenset({"dislike", "skip", "impression", "unfavorite"})
 # Anything the user already engaged with leaves the discovery feed (it shows new things).
@@ -91,8 +91,8 @@ class _Candidates:
 class RecommendService:
     def __init__(
         self,
-        media: MediaRepository,
-        users: SQLiteUserRepository,
+        media: CatalogStore,
+        users: UserStore,
         user_service: UserService,
         indexes: IndexManager,
         caches: Caches,

@@ -9,7 +9,6 @@ from threadpoolctl import threadpool_limits
 
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder, create_embedder
-from metamedia.errors import InvalidRequestError
 from metamedia.services.auth import KeyService
 from metamedia.services.caching import Caches
 from metamedia.services.catalog import CatalogService
@@ -25,10 +24,8 @@ from metamedia.services.search import SearchService
 from metamedia.services.training import ModelRegistry, ThemeService, TrainingService
 from metamedia.services.users import UserService
 from metamedia.storage.model_files import ModelStore
-from metamedia.storage.sqlite import SQLiteRepository
-from metamedia.storage.sqlite_experiments import SQLiteExperimentRepository
-from metamedia.storage.sqlite_security import SQLiteAuditLog, SQLiteKeyRepository
-from metamedia.storage.sqlite_users import SQLiteUserRepository
+from metamedia.storage.open import Stores, open_stores
+from metamedia.storage.roles import CatalogStore
 from metamedia.storage.vector_files import VectorFileStore
 
 _EMBEDDERS: dict[str, Embedder] = {}
@@ -54,7 +51,8 @@ def shared_embedder(settings: Settings) -> Embedder:
 @dataclass
 class Runtime:
     settings: Settings
-    repo: SQLiteRepository
+    stores: Stores
+    repo: CatalogStore
     embedder: Embedder
     indexes: IndexManager
     ingest: IngestService
@@ -87,12 +85,8 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # Per-request matrices are small: threads would only spin against each other.
         threadpool_limits(limits=settings.blas_threads, user_api="blas")
-        url = settings.resolved_database_url
-        if not url.startswith("sqlite"):
-            raise InvalidRequestError(
-                f"database URL {url!r} is not supported by this build: use a sqlite:/// URL"
-            )
-        repo = SQLiteRepository(url)
+        stores = open_stores(settings.resolved_database_url)
+        repo = stores.catalog
         embedder = embedder or shared_embedder(settings)
         caches = Caches(settings)
         indexes = IndexManager(
@@ -103,7 +97,7 @@ class Runtime:
         )
         search = SearchService(repo, embedder, indexes, settings, caches)
         catalog = CatalogService(repo, ingest, indexes)
-        user_repo = SQLiteUserRepository(repo.engine)
+        user_repo = stores.users
         users = UserService(user_repo, indexes, embedder.name, caches)
         models = ModelStore(settings.data_dir / "models")
         registry = ModelRegistry(models)
@@ -115,13 +109,13 @@ class Runtime:
         importer = InteractionImporter(users)
         bootstrap = settings.admin_key.get_secret_value() if settings.admin_key else None
         keys = KeyService(
-            SQLiteKeyRepository(repo.engine),
-            SQLiteAuditLog(repo.engine),
+            stores.keys,
+            stores.audit,
             bootstrap,
             settings.data_dir / "signing.key",
         )
         experiments = ExperimentService(
-            SQLiteExperimentRepository(repo.engine),
+            stores.experiments,
             keys,
             config_file=settings.experiments_file,
             refresh_s=settings.experiments_refresh_s,
@@ -136,6 +130,7 @@ class Runtime:
         indexes.on_change(live.catalog_changed)
         return cls(
             settings,
+            stores,
             repo,
             embedder,
             indexes,
@@ -179,7 +174,7 @@ class Runtime:
         self.refresher.stop()
         self.indexes.flush()
         self.experiments.close()
-        self.repo.close()
+        self.stores.close()
 
 
 def _redact(url: str) -> str:

@@ -39,7 +39,7 @@ from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ranker_model import load_ranker
 from metamedia.services.search_features import Candidates, build_candidates
-from metamedia.storage.base import MediaRepository
+from metamedia.storage.roles import CatalogStore
 
 DESCRIPTION_PREVIEW_CHARS = 300
 
@@ -47,7 +47,7 @@ DESCRIPTION_PREVIEW_CHARS = 300
 class SearchService:
     def __init__(
         self,
-        repo: MediaRepository,
+        repo: CatalogStore,
         embedder: Embedder,
         indexes: IndexManager,
         settings: Settings,
@@ -105,17 +105,7 @@ class SearchService:
         fusion = request.fusion or self.default_fusion()
         pool = max(self.settings.candidate_pool, request.offset + request.limit)
         filters = request.filters
-        flt = AttributeFilter(
-            tenant=request.tenant,
-            viewer=request.user,
-            types=tuple(filters.types),
-            genres=tuple(filters.genres),
-            platforms=tuple(filters.platforms),
-            languages=tuple(filters.languages),
-            year_min=filters.year_min,
-            year_max=filters.year_max,
-            min_rating=filters.min_rating,
-        )
+        flt = AttributeFilter.from_search(request.tenant, request.user, filters)
         mask = self.indexes.mask(flt)
         embedding_ms = 0.0
         query_vectors: FloatArray | None = None

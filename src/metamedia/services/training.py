@@ -22,9 +22,8 @@ from metamedia.engine.collaborative import EaseModel, fit_ease
 from metamedia.engine.payload import AttributeFilter
 from metamedia.errors import NotFoundError
 from metamedia.services.indexing import IndexManager
-from metamedia.storage.base import MediaRepository
 from metamedia.storage.model_files import ModelStore, Themes
-from metamedia.storage.sqlite_users import SQLiteUserRepository
+from metamedia.storage.roles import CatalogStore, UserStore
 
 MIN_TRAINING_USERS = 2
 _WORD = re.compile(r"[a-z][a-z'-]{2,}")
@@ -81,8 +80,8 @@ class ModelRegistry:
 class TrainingService:
     def __init__(
         self,
-        media: MediaRepository,
-        users: SQLiteUserRepository,
+        media: CatalogStore,
+        users: UserStore,
         indexes: IndexManager,
         store: ModelStore,
         l2: float = 500.0,
@@ -158,9 +157,7 @@ def _terms(item: Any) -> list[str]:
 class ThemeService:
     """Browse the trained themes."""
 
-    def __init__(
-        self, registry: ModelRegistry, media: MediaRepository, indexes: IndexManager
-    ) -> None:
+    def __init__(self, registry: ModelRegistry, media: CatalogStore, indexes: IndexManager) -> None:
         self.registry = registry
         self.media = media
         self.indexes = indexes

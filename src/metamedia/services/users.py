@@ -26,7 +26,8 @@ from metamedia.errors import InvalidRequestError, NotFoundError
 from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.services.validation import describe_validation_error
-from metamedia.storage.sqlite_users import EventRow, SQLiteUserRepository, UserRecord, VectorState
+from metamedia.storage.records import EventRow, UserRecord, VectorState
+from metamedia.storage.roles import UserStore
 
 FUTURE_SKEW_S = 300.0  # clocks drift: accept events up to five minutes ahead
 MAX_EVENTS_PER_BATCH = 5000
@@ -53,7 +54,7 @@ class UserChange:
 class UserService:
     def __init__(
         self,
-        users: SQLiteUserRepository,
+        users: UserStore,
         indexes: IndexManager,
         model: str,
         caches: Caches,

@@ -9,20 +9,22 @@ change log that the vector index follows.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.engine import Engine
 
 from metamedia.domain import MediaItem
 from metamedia.engine.lexical import LexicalDoc
 from metamedia.engine.passages import item_passages, item_title_text
-from metamedia.engine.payload import ItemAttributes
-from metamedia.storage.base import (
+from metamedia.engine.payload import AttributeFilter, ItemAttributes, maturity_level
+from metamedia.storage.filters import filter_sql
+from metamedia.storage.records import (
     Change,
     IndexRow,
     KeywordIndexReport,
@@ -30,7 +32,7 @@ from metamedia.storage.base import (
     StoredItem,
     WriteStatus,
 )
-from metamedia.storage.sqlite_schema import (
+from metamedia.storage.sql_schema import (
     embeddings,
     media,
     media_genre,
@@ -101,6 +103,12 @@ def lexical_doc_of(item: MediaItem) -> LexicalDoc:
     )
 
 
+def fts_match(query: str) -> str:
+    """An FTS5 MATCH string: the query's words, quoted, OR-ed (no operators pass through)."""
+    words = re.findall(r"\w+", query.lower())
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+
+
 def _vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -110,7 +118,7 @@ def _vector_from(blob: bytes) -> npt.NDArray[np.float32]:
 
 
 class SQLiteRepository:
-    """`MediaRepository` on a SQLite file (or any SQLAlchemy SQLite URL)."""
+    """`CatalogStore` on a SQLite file (or any SQLAlchemy SQLite URL)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -221,6 +229,7 @@ class SQLiteRepository:
             "visibility": item.visibility,
             "owner": item.owner,
             "popularity": item.popularity,
+            "maturity_level": maturity_level(item.maturity_rating),
             "content_hash": item.content_hash(),
             "row_hash": row_hash,
             "doc": json.dumps(item.model_dump(mode="json"), ensure_ascii=False),
@@ -367,6 +376,46 @@ class SQLiteRepository:
                 )
             )
         return out
+
+    # -- filter-model reads, full text, readiness ---------------------------
+
+    def filter_pks(self, flt: AttributeFilter, limit: int | None = None) -> list[int]:
+        where, params = filter_sql(flt)
+        sql = f"SELECT m.pk FROM media m WHERE {where} ORDER BY m.pk"
+        if limit is not None:
+            sql += " LIMIT :f_limit"
+            params["f_limit"] = limit
+        with self.engine.connect() as conn:
+            return [int(r[0]) for r in conn.execute(text(sql), params)]
+
+    def keyword_search(self, flt: AttributeFilter, query: str, k: int) -> list[tuple[int, float]]:
+        """FTS5 BM25 with the title weighted as in the ranker's title field, OR of terms."""
+        match = fts_match(query)
+        if not match:
+            return []
+        where, params = filter_sql(flt)
+        sql = (
+            "SELECT m.pk, bm25(media_fts, 4.0, 1.0, 1.0, 1.0, 1.0) AS rank "
+            "FROM media_fts JOIN media m ON m.pk = media_fts.rowid "
+            f"WHERE media_fts MATCH :q AND {where} ORDER BY rank, m.pk LIMIT :k"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(sql), {**params, "q": match, "k": k}).all()
+        return [(int(pk), -float(rank)) for pk, rank in rows]
+
+    def catalog_titles(self, tenant: str) -> list[tuple[str, str, int | None]]:
+        statement = select(media.c.external_id, media.c.title, media.c.year).where(
+            media.c.tenant == tenant, media.c.visibility == "public"
+        )
+        with self.engine.connect() as conn:
+            return [
+                (str(i), str(t), None if y is None else int(y))
+                for i, t, y in conn.execute(statement)
+            ]
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     # -- keyword index maintenance ------------------------------------------
 

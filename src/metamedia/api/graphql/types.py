@@ -20,7 +20,7 @@ from metamedia.domain.users import Preferences as PreferencesModel
 from metamedia.errors import InvalidRequestError
 from metamedia.services.recommend import FeedItem as FeedItemModel
 from metamedia.services.recommend import FeedPage as FeedPageModel
-from metamedia.storage.sqlite_users import UserRecord
+from metamedia.storage.records import UserRecord
 
 
 def within(name: str, value: int, low: int, high: int) -> int:

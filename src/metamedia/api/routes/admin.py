@@ -11,7 +11,7 @@ from metamedia.api.deps import RuntimeDep
 from metamedia.api.security import AdminKey
 from metamedia.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from metamedia.services.auth import DEFAULT_TENANT, Principal
-from metamedia.storage.sqlite_security import KeyRecord
+from metamedia.storage.records import KeyRecord
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 

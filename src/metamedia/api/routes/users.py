@@ -17,7 +17,7 @@ from metamedia.api.variants import shown_to
 from metamedia.domain.users import InteractionResult, Preferences, StoredInteraction
 from metamedia.errors import InvalidRequestError
 from metamedia.services.recommend import FeedPage
-from metamedia.storage.sqlite_users import UserRecord
+from metamedia.storage.records import UserRecord
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 

@@ -135,25 +135,13 @@ def build_request(form: dict[str, Any], viewer: str | None) -> SearchRequest:
 
 
 def _base_filter(form: dict[str, Any], viewer: str | None) -> AttributeFilter:
-    """The form's filters as an index filter, ignoring values that do not parse."""
-
-    def number(raw: str, kind: type[int] | type[float]) -> Any:
-        try:
-            return kind(raw) if raw else None
-        except ValueError:
-            return None
-
-    return AttributeFilter(
-        tenant=TENANT,
-        viewer=viewer,
-        types=tuple(form["type"]),
-        genres=tuple(form["genre"]),
-        platforms=tuple(form["platform"]),
-        languages=tuple(form["language"]),
-        year_min=number(form["year_min"], int),
-        year_max=number(form["year_max"], int),
-        min_rating=number(form["min_rating"], float),
-    )
+    """The form's filters in the one filter model, read as a search request reads them;
+    a form that does not validate counts facets without its filters."""
+    try:
+        request = build_request(form, viewer)
+    except WebError:
+        return AttributeFilter(tenant=TENANT, viewer=viewer)
+    return AttributeFilter.from_search(TENANT, viewer, request.filters)
 
 
 def facets(request: Request, form: dict[str, Any], viewer: str | None) -> list[Facet]:

@@ -31,6 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from metamedia.engine.payload import maturity_level
+
 SCHEMA_VERSION = 1
 
 metadata = MetaData()
@@ -49,6 +51,9 @@ media = Table(
     Column("visibility", String(8), nullable=False),
     Column("owner", String(256)),
     Column("popularity", Float, nullable=False, default=0.0),
+    # engine.payload.maturity_level of the item's maturity rating (-1: unknown), so that
+    # SQL can evaluate a maturity limit the way the payload mask does.
+    Column("maturity_level", Integer, nullable=False, server_default="-1"),
     Column("content_hash", String(64), nullable=False),
     Column("row_hash", String(64), nullable=False),
     Column("doc", Text, nullable=False),
@@ -285,6 +290,20 @@ def _add_missing_columns(conn: Connection) -> None:
     present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(api_keys)")}
     if "tenant" not in present:
         conn.exec_driver_sql("ALTER TABLE api_keys ADD COLUMN tenant VARCHAR(64)")
+    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(media)")}
+    if "maturity_level" not in present:
+        conn.exec_driver_sql(
+            "ALTER TABLE media ADD COLUMN maturity_level INTEGER NOT NULL DEFAULT -1"
+        )
+        rows = conn.exec_driver_sql(
+            "SELECT pk, json_extract(doc, '$.maturity_rating') FROM media "
+            "WHERE json_extract(doc, '$.maturity_rating') IS NOT NULL"
+        ).all()
+        for pk, rating in rows:
+            conn.execute(
+                text("UPDATE media SET maturity_level = :l WHERE pk = :pk"),
+                {"l": maturity_level(rating), "pk": pk},
+            )
 
 
 def _configure_connection(dbapi_connection: Any, _record: Any) -> None:

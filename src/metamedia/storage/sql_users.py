@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,8 @@ import numpy.typing as npt
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from metamedia.storage.sqlite_schema import (
+from metamedia.storage.records import EventRow, UserRecord, VectorState
+from metamedia.storage.sql_schema import (
     favorites,
     interactions,
     user_vectors,
@@ -27,33 +27,7 @@ from metamedia.storage.sqlite_schema import (
 )
 
 
-@dataclass(frozen=True)
-class UserRecord:
-    pk: int
-    tenant: str
-    external_id: str
-    preferences: dict[str, Any]
-    created_at: float
-    updated_at: float = 0.0  # bumped by every stored event or preference change: a version
-
-
-@dataclass(frozen=True)
-class EventRow:
-    media_pk: int
-    type: str
-    value: float | None
-    ts: float
-    context: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class VectorState:
-    vector: npt.NDArray[np.float32]
-    updated_at: float
-    events: int
-
-
-class SQLiteUserRepository:
+class SQLUserStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 

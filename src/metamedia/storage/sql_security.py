@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
-from metamedia.storage.sqlite_schema import api_keys, audit_log, write_transaction
+from metamedia.storage.records import AuditEntry, KeyRecord
+from metamedia.storage.sql_schema import api_keys, audit_log, write_transaction
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    pk: int
-    name: str
-    prefix: str
-    scopes: frozenset[str]
-    created_at: float
-    revoked_at: float | None
-    tenant: str | None = None  # None: a platform key
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    pk: int
-    ts: float
-    actor: str
-    action: str
-    target: str
-    detail: dict[str, Any]
-
-
-class SQLiteKeyRepository:
+class SQLKeyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -86,7 +65,7 @@ class SQLiteKeyRepository:
         return bool(done.rowcount)
 
 
-class SQLiteAuditLog:
+class SQLAuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 

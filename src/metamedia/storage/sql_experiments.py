@@ -12,14 +12,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Text, and_, cast, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
-from metamedia.storage.sqlite_schema import (
+from metamedia.storage.records import (
+    ConfigEntry,
+    ConfigSync,
+    DefinitionRow,
+    Exposure,
+    OutcomeCounts,
+    VariantCounts,
+)
+from metamedia.storage.sql_schema import (
     experiment_exposures,
     experiment_outcomes,
     feature_definitions,
@@ -32,54 +39,7 @@ from metamedia.storage.sqlite_schema import (
 VERSION_KEY = "features_version"
 
 
-@dataclass(frozen=True)
-class DefinitionRow:
-    key: str
-    kind: str  # "flag" | "experiment"
-    body: dict[str, Any]
-    source: str  # "config" | "api"
-    config_hash: str | None
-    updated_at: float
-    updated_by: str
-
-
-@dataclass(frozen=True)
-class ConfigEntry:
-    key: str
-    kind: str
-    body: dict[str, Any]
-    config_hash: str
-
-
-@dataclass(frozen=True)
-class ConfigSync:
-    """What a start-up sync did, for the audit log."""
-
-    inserted: list[str]
-    overridden: list[str]
-    removed: list[str]
-
-
-@dataclass(frozen=True)
-class Exposure:
-    experiment: str
-    variant: str
-    first_ts: float
-
-
-@dataclass(frozen=True)
-class VariantCounts:
-    users: int
-    exposures: int
-
-
-@dataclass(frozen=True)
-class OutcomeCounts:
-    users: int
-    events: int
-
-
-class SQLiteExperimentRepository:
+class SQLExperimentStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 

@@ -1,0 +1,84 @@
+"""The filter model (`AttributeFilter`) as a SQL predicate: the relational evaluator.
+
+The same text runs on SQLite and PostgreSQL (plain SQL-92 with bound
+parameters). The in-memory payload mask (`engine/payload.py`) and the reference
+predicate (`engine.payload.attributes_match`) evaluate the same model; a
+property-based test checks all of them agree on random filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from metamedia.engine.payload import UNKNOWN, AttributeFilter
+
+
+def filter_sql(flt: AttributeFilter, alias: str = "m") -> tuple[str, dict[str, Any]]:
+    """SQL predicate over the media table as `alias`, and its parameters."""
+    m = alias
+    clauses = [f"{m}.tenant = :f_tenant"]
+    params: dict[str, Any] = {"f_tenant": flt.tenant}
+    if flt.viewer is None:
+        clauses.append(f"{m}.visibility = 'public'")
+    else:
+        clauses.append(
+            f"({m}.visibility = 'public' OR {m}.owner = :f_viewer OR EXISTS "
+            f"(SELECT 1 FROM media_viewer v WHERE v.pk = {m}.pk AND v.viewer = :f_viewer))"
+        )
+        params["f_viewer"] = flt.viewer
+
+    def in_list(column: str, name: str, values: Sequence[str]) -> str:
+        keys = []
+        for i, value in enumerate(values):
+            params[f"f_{name}{i}"] = value
+            keys.append(f":f_{name}{i}")
+        return f"{column} IN ({', '.join(keys)})"
+
+    if flt.types:
+        clauses.append(in_list(f"{m}.type", "type", flt.types))
+    if flt.languages:
+        clauses.append(in_list(f"{m}.language", "lang", flt.languages))
+    if flt.year_min is not None or flt.year_max is not None:
+        # The item's year or any of its other release years (media_year) is in range.
+        bounds = []
+        if flt.year_min is not None:
+            bounds.append("{col} >= :f_year_min")
+            params["f_year_min"] = flt.year_min
+        if flt.year_max is not None:
+            bounds.append("{col} <= :f_year_max")
+            params["f_year_max"] = flt.year_max
+        in_range = " AND ".join(bounds)
+        clauses.append(
+            f"({in_range.format(col=f'{m}.year')} OR EXISTS (SELECT 1 FROM media_year y "
+            f"WHERE y.pk = {m}.pk AND {in_range.format(col='y.year')}))"
+        )
+    if flt.min_rating is not None:
+        clauses.append(f"{m}.rating >= :f_min_rating")
+        params["f_min_rating"] = flt.min_rating
+    if flt.blocked_owners:
+        # An item without an owner is never blocked (NULL NOT IN (...) would drop it).
+        clauses.append(
+            f"({m}.owner IS NULL OR NOT "
+            + in_list(f"{m}.owner", "blocked", flt.blocked_owners)
+            + ")"
+        )
+    if flt.max_maturity is not None:
+        # Unknown ratings pass only an unrestricted limit: a child profile sees rated items.
+        clauses.append(
+            f"({m}.maturity_level <> {UNKNOWN} AND {m}.maturity_level <= :f_max_maturity)"
+        )
+        params["f_max_maturity"] = flt.max_maturity
+    if flt.genres:
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM media_genre g WHERE g.pk = {m}.pk AND "
+            + in_list("g.genre", "genre", flt.genres)
+            + ")"
+        )
+    if flt.platforms:
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM media_platform p WHERE p.pk = {m}.pk AND "
+            + in_list("p.platform", "plat", flt.platforms)
+            + ")"
+        )
+    return " AND ".join(clauses), params

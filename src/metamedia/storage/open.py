@@ -1,0 +1,53 @@
+"""Picks the storage backends for a database URL: the one module that names them.
+
+Everything else sees the role protocols of `storage/roles.py`; an import-linter
+contract forbids importing a backend module from anywhere but here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from metamedia.errors import InvalidRequestError
+from metamedia.storage.roles import AuditLog, CatalogStore, ExperimentStore, KeyStore, UserStore
+from metamedia.storage.sql_experiments import SQLExperimentStore
+from metamedia.storage.sql_security import SQLAuditLog, SQLKeyStore
+from metamedia.storage.sql_users import SQLUserStore
+from metamedia.storage.sqlite import SQLiteRepository
+
+
+@dataclass(frozen=True)
+class Stores:
+    """One backend per relational role, all on one database."""
+
+    catalog: CatalogStore
+    users: UserStore
+    experiments: ExperimentStore
+    keys: KeyStore
+    audit: AuditLog
+    engine: Engine  # what statement timing (observability.sql) listens on
+
+    def close(self) -> None:
+        self.catalog.close()
+
+
+def open_stores(url: str) -> Stores:
+    """Backends for `url` by its scheme: `sqlite:` (embedded default)."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme == "sqlite":
+        catalog = SQLiteRepository(url)
+        engine = catalog.engine
+        return Stores(
+            catalog=catalog,
+            users=SQLUserStore(engine),
+            experiments=SQLExperimentStore(engine),
+            keys=SQLKeyStore(engine),
+            audit=SQLAuditLog(engine),
+            engine=engine,
+        )
+    raise InvalidRequestError(
+        f"database URL scheme {scheme!r} is not supported: use sqlite:///PATH "
+        "or postgresql://USER@HOST:PORT/DB"
+    )

@@ -1,0 +1,155 @@
+"""The records that cross the storage roles: plain frozen data, no backend types.
+
+They live beside the role protocols (`storage/roles.py`) so that services and
+faces import them without importing a backend module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from metamedia.domain import MediaItem
+from metamedia.engine.lexical import LexicalDoc
+from metamedia.engine.payload import ItemAttributes
+
+WriteStatus = Literal["inserted", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class StoredHashes:
+    pk: int
+    row_hash: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """What the in-memory indexes need about one item: its filter attributes, its
+    item vector (None when not stored yet), what the keyword side reads and the
+    passages the dense side embeds."""
+
+    pk: int
+    content_hash: str
+    attributes: ItemAttributes
+    vector: npt.NDArray[np.float32] | None
+    lexical: LexicalDoc
+    passages: tuple[str, ...] = ()
+    title_text: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    pk: int
+    op: Literal["upsert", "delete"]
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    pk: int
+    item: MediaItem
+
+
+@dataclass(frozen=True)
+class KeywordIndexReport:
+    missing: list[int]
+    orphaned: list[int]
+    stale: list[int]
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    pk: int
+    tenant: str
+    external_id: str
+    preferences: dict[str, Any]
+    created_at: float
+    updated_at: float = 0.0  # bumped by every stored event or preference change: a version
+
+
+@dataclass(frozen=True)
+class EventRow:
+    media_pk: int
+    type: str
+    value: float | None
+    ts: float
+    context: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class VectorState:
+    vector: npt.NDArray[np.float32]
+    updated_at: float
+    events: int
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    pk: int
+    name: str
+    prefix: str
+    scopes: frozenset[str]
+    created_at: float
+    revoked_at: float | None
+    tenant: str | None = None  # None: a platform key
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    pk: int
+    ts: float
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DefinitionRow:
+    key: str
+    kind: str  # "flag" | "experiment"
+    body: dict[str, Any]
+    source: str  # "config" | "api"
+    config_hash: str | None
+    updated_at: float
+    updated_by: str
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    key: str
+    kind: str
+    body: dict[str, Any]
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class ConfigSync:
+    """What a start-up sync did, for the audit log."""
+
+    inserted: list[str]
+    overridden: list[str]
+    removed: list[str]
+
+
+@dataclass(frozen=True)
+class Exposure:
+    experiment: str
+    variant: str
+    first_ts: float
+
+
+@dataclass(frozen=True)
+class VariantCounts:
+    users: int
+    exposures: int
+
+
+@dataclass(frozen=True)
+class OutcomeCounts:
+    users: int
+    events: int
