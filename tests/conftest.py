@@ -15,12 +15,32 @@ from bench.datasets import load_wikipedia_films, shared_data_dir, tomt_queries
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder
 from metamedia.services.runtime import Runtime, shared_embedder
+from metamedia.testing.postgres import PostgresServer
 
 DEMO_CATALOG = Path(__file__).resolve().parents[1] / "src" / "metamedia" / "demo" / "catalog.jsonl"
 
 
 ADMIN_KEY = "test-admin-key-not-a-secret"
 ADMIN_HEADERS = {"X-API-Key": ADMIN_KEY}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL 18 + pgvector for the run, on a free loopback port.
+
+    A server that cannot start fails the tests that need it: never a skip.
+    """
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh database (vector and unaccent installed) for one test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    return postgres_server.create_database(name)
 
 
 @pytest.fixture(scope="session")
