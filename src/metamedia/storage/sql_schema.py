@@ -2,6 +2,12 @@
 
 Kept apart from the repositories so every repository (media, users, ...) shares
 one metadata object and one engine per database file.
+
+The Table objects below are the current schema, the one queries are written against;
+databases get it from the Alembic revisions in `storage/migrations` (run on open by
+`sql_migrate.upgrade_database`), never from `metadata.create_all`. A schema change is a
+change here plus a new revision; tests/storage/test_migrations.py checks that a
+database migrated to head matches `metadata`.
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    text,
 )
 from sqlalchemy.engine import Connection, Engine
 
-from metamedia.engine.payload import maturity_level
+from metamedia.storage.sql_migrate import upgrade_database
 
+# The 'schema_version' row of `meta`, written by the baseline revision; Alembic's
+# alembic_version table is what tracks the schema since.
 SCHEMA_VERSION = 1
 
 metadata = MetaData()
@@ -233,6 +240,7 @@ experiment_outcomes = Table(
     Column("first_ts", Float, nullable=False),
 )
 
+# SQLite's keyword index (storage/fulltext.py); created by the baseline revision.
 FTS_DDL = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS media_fts USING fts5("
     "title, description, people, tags, genres, "
@@ -260,7 +268,12 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def open_sqlite(url: str) -> Engine:
-    """Engine for a SQLite URL with WAL and foreign keys on, schema created if new."""
+    """Engine for a SQLite URL with WAL and foreign keys on, migrated to the newest schema.
+
+    The schema comes from the Alembic revisions (`storage/migrations`), not from
+    `metadata`: a new file gets every revision, an older data directory the ones it
+    lacks, so both end up with the tables below.
+    """
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # The pool must outnumber the request threads (anyio's 40 plus background work):
@@ -270,40 +283,8 @@ def open_sqlite(url: str) -> Engine:
         url, connect_args={"timeout": 60}, pool_size=16, max_overflow=80, pool_timeout=60
     )
     event.listen(engine, "connect", _configure_connection)
-    with engine.begin() as conn:
-        metadata.create_all(conn)
-        _add_missing_columns(conn)
-        conn.exec_driver_sql(FTS_DDL)
-        conn.execute(
-            text("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', :v)"),
-            {"v": str(SCHEMA_VERSION)},
-        )
+    upgrade_database(engine)
     return engine
-
-
-def _add_missing_columns(conn: Connection) -> None:
-    """Columns added after a data directory was made: added in place, NULL for old rows.
-
-    `api_keys.tenant` came with tenant-bound keys; keys made before it stay platform
-    keys (NULL), which is what they were: accepted for every tenant.
-    """
-    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(api_keys)")}
-    if "tenant" not in present:
-        conn.exec_driver_sql("ALTER TABLE api_keys ADD COLUMN tenant VARCHAR(64)")
-    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(media)")}
-    if "maturity_level" not in present:
-        conn.exec_driver_sql(
-            "ALTER TABLE media ADD COLUMN maturity_level INTEGER NOT NULL DEFAULT -1"
-        )
-        rows = conn.exec_driver_sql(
-            "SELECT pk, json_extract(doc, '$.maturity_rating') FROM media "
-            "WHERE json_extract(doc, '$.maturity_rating') IS NOT NULL"
-        ).all()
-        for pk, rating in rows:
-            conn.execute(
-                text("UPDATE media SET maturity_level = :l WHERE pk = :pk"),
-                {"l": maturity_level(rating), "pk": pk},
-            )
 
 
 def _configure_connection(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,1 @@
+"""Revision scripts; modules named vNNNN_* so they can be imported like any module."""
