@@ -4,7 +4,10 @@ Every write to the definitions bumps the `features_version` counter in `meta`
 in the same transaction, so any process sharing the database can tell with one
 primary-key read whether it must reload. Each write transaction starts with
 that bump: it takes SQLite's write lock first (waiting on `busy_timeout`)
-instead of failing to upgrade a read lock when two processes race.
+instead of failing to upgrade a read lock when two processes race; on
+PostgreSQL it locks the counter's row, so writers of definitions queue there
+the same way. Statements are SQLAlchemy Core and answer alike on SQLite and
+PostgreSQL; what differs lives in `sql_dialect`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,18 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Text, and_, cast, delete, func, select, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 
 from metamedia.storage.records import (
@@ -26,6 +39,7 @@ from metamedia.storage.records import (
     OutcomeCounts,
     VariantCounts,
 )
+from metamedia.storage.sql_dialect import conflict_insert, greatest, least, write_transaction
 from metamedia.storage.sql_schema import (
     experiment_exposures,
     experiment_outcomes,
@@ -33,7 +47,6 @@ from metamedia.storage.sql_schema import (
     interactions,
     meta,
     users,
-    write_transaction,
 )
 
 VERSION_KEY = "features_version"
@@ -52,7 +65,13 @@ class SQLExperimentStore:
         return int(value) if value is not None else 0
 
     def load(self) -> tuple[int, list[DefinitionRow]]:
-        """The version and every definition, read in one transaction (a consistent pair)."""
+        """The version and every definition, the version read first.
+
+        Under PostgreSQL's READ COMMITTED each statement sees its own snapshot, so a
+        writer may commit between the two reads; reading the version first means the
+        definitions are never older than the version returned (at worst newer: one
+        needless reload later), never the stale pair that would stick.
+        """
         with self.engine.connect() as conn:
             value = conn.execute(select(meta.c.value).where(meta.c.key == VERSION_KEY)).scalar()
             rows = conn.execute(select(feature_definitions).order_by(feature_definitions.c.key))
@@ -138,16 +157,16 @@ class SQLExperimentStore:
         self, experiment: str, tenant: str, user: str, variant: str, ts: float
     ) -> None:
         """A first exposure seen by this process; another process may have written it."""
-        stmt = sqlite_insert(experiment_exposures).values(
-            experiment=experiment,
-            tenant=tenant,
-            user_id=user,
-            variant=variant,
-            first_ts=ts,
-            last_ts=ts,
-            count=1,
-        )
         with write_transaction(self.engine) as conn:
+            stmt = conflict_insert(conn, experiment_exposures).values(
+                experiment=experiment,
+                tenant=tenant,
+                user_id=user,
+                variant=variant,
+                first_ts=ts,
+                last_ts=ts,
+                count=1,
+            )
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[
@@ -166,26 +185,38 @@ class SQLExperimentStore:
         """(experiment, tenant, user, extra exposures, last ts) for rows that exist."""
         if not rows:
             return
+        x = experiment_exposures
+        statement = (
+            update(x)
+            .where(
+                x.c.experiment == bindparam("e"),
+                x.c.tenant == bindparam("t"),
+                x.c.user_id == bindparam("u"),
+            )
+            .values(
+                count=x.c.count + bindparam("n", type_=Integer),
+                last_ts=greatest(x.c.last_ts, bindparam("ts", type_=x.c.last_ts.type)),
+            )
+        )
         with write_transaction(self.engine) as conn:
             conn.execute(
-                text(
-                    "UPDATE experiment_exposures SET count = count + :n, "
-                    "last_ts = MAX(last_ts, :ts) "
-                    "WHERE experiment = :e AND tenant = :t AND user_id = :u"
-                ),
+                statement,
                 [{"e": e, "t": t, "u": u, "n": n, "ts": ts} for e, t, u, n, ts in rows],
             )
 
     def exposures_of(self, tenant: str, user: str) -> list[Exposure]:
+        """The user's exposures, by experiment key."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
                     experiment_exposures.c.experiment,
                     experiment_exposures.c.variant,
                     experiment_exposures.c.first_ts,
-                ).where(
+                )
+                .where(
                     experiment_exposures.c.tenant == tenant, experiment_exposures.c.user_id == user
                 )
+                .order_by(experiment_exposures.c.experiment)
             ).all()
         return [Exposure(r.experiment, r.variant, r.first_ts) for r in rows]
 
@@ -195,7 +226,7 @@ class SQLExperimentStore:
             return
         with write_transaction(self.engine) as conn:
             for experiment, tenant, user, kind, count, ts in rows:
-                stmt = sqlite_insert(experiment_outcomes).values(
+                stmt = conflict_insert(conn, experiment_outcomes).values(
                     experiment=experiment,
                     tenant=tenant,
                     user_id=user,
@@ -213,7 +244,7 @@ class SQLExperimentStore:
                         ],
                         set_={
                             "count": experiment_outcomes.c.count + stmt.excluded.count,
-                            "first_ts": func.min(experiment_outcomes.c.first_ts, ts),
+                            "first_ts": least(experiment_outcomes.c.first_ts, ts),
                         },
                     )
                 )
@@ -302,7 +333,7 @@ class SQLExperimentStore:
 
 
 def _bump(conn: Connection) -> None:
-    stmt = sqlite_insert(meta).values(key=VERSION_KEY, value="1")
+    stmt = conflict_insert(conn, meta).values(key=VERSION_KEY, value="1")
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[meta.c.key],
@@ -328,11 +359,11 @@ def _definition(row: Any) -> DefinitionRow:
 
 
 def _upsert(
-    conn: Any, values: dict[str, Any], now: float, actor: str, keep: tuple[str, ...] = ()
+    conn: Connection, values: dict[str, Any], now: float, actor: str, keep: tuple[str, ...] = ()
 ) -> None:
     """Insert a definition or overwrite every column of the stored one except `keep`."""
     row = {"config_hash": None, **values, "updated_at": now, "updated_by": actor}
-    stmt = sqlite_insert(feature_definitions).values(**row)
+    stmt = conflict_insert(conn, feature_definitions).values(**row)
     changed = [c for c in row if c not in ("key", *keep)]
     conn.execute(
         stmt.on_conflict_do_update(

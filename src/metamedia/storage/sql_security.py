@@ -1,4 +1,7 @@
-"""API keys (stored only as SHA-256 digests) and the append-only audit log."""
+"""API keys (stored only as SHA-256 digests) and the append-only audit log.
+
+Plain SQLAlchemy Core: the same statements answer alike on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,12 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from metamedia.storage.records import AuditEntry, KeyRecord
-from metamedia.storage.sql_schema import api_keys, audit_log, write_transaction
+from metamedia.storage.sql_dialect import write_transaction
+from metamedia.storage.sql_schema import api_keys, audit_log
 
 
 class SQLKeyStore:
@@ -85,9 +89,16 @@ class SQLAuditLog:
         return AuditEntry(int(pk[0]), now, actor, action, target, detail)
 
     def recent(self, limit: int = 100, action_prefix: str | None = None) -> list[AuditEntry]:
+        """Newest first; `action_prefix` matches the start of the action exactly.
+
+        Not LIKE: SQLite's LIKE ignores ASCII case and PostgreSQL's does not, and
+        both read `_` and `%` in the prefix as wildcards.
+        """
         query = select(audit_log).order_by(audit_log.c.pk.desc()).limit(limit)
         if action_prefix:
-            query = query.where(audit_log.c.action.startswith(action_prefix))
+            query = query.where(
+                func.substr(audit_log.c.action, 1, len(action_prefix)) == action_prefix
+            )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
