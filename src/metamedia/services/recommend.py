@@ -1,9 +1,10 @@
 """Discovery feed and "more like this".
 
-Candidates come from several small sources (content ANN on the preference
-vector, popular, trending, fresh, explicit-preference match), are scored by a
-weighted blend of features, cleaned of anything seen, private or blocked, and
-diversified with MMR. Each item carries the reasons that put it there.
+Candidates come from small named sources (`services/candidates.py`: content ANN
+on the preference vector, collaborative, popular, trending, fresh, explicit
+preferences), each inside the viewer's filter and without what they have seen.
+The union is scored by a weighted blend of features read from stored attributes,
+and diversified with MMR. Each item carries the reasons that put it there.
 """
 
 from __future__ import annotations
@@ -11,22 +12,33 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from metamedia.domain.users import Preferences
-from metamedia.engine.collaborative import EaseModel
 from metamedia.engine.payload import MATURITY_LEVELS, AttributeFilter
 from metamedia.engine.rank import minmax, mmr
 from metamedia.engine.vectors import FloatArray, normalize
 from metamedia.errors import InvalidRequestError, NotFoundError
 from metamedia.services.caching import Caches
+from metamedia.services.candidates import (
+    CandidateContext,
+    CandidateSource,
+    CatalogRankings,
+    CollaborativeSource,
+    ContentSource,
+    FreshSource,
+    PopularSource,
+    PreferenceSource,
+    RankingRows,
+    TrendingSource,
+)
 from metamedia.services.indexing import IndexManager
 from metamedia.services.training import ModelRegistry
 from metamedia.services.users import UserService
-from metamedia.storage.records import EventRow
+from metamedia.storage.records import EventRow, RankingRow
 from metamedia.storage.roles import CatalogStore, UserStore
 
 NOT_CONSUMED = frozenset({"dislike", "skip", "impression", "unfavorite"})
@@ -34,13 +46,21 @@ NOT_CONSUMED = frozenset({"dislike", "skip", "impression", "unfavorite"})
 SEEN_TYPES = frozenset({"view", "complete", "rate", "dislike", "skip", "like", "favorite", "share"})
 POSITIVE_TYPES = frozenset({"like", "favorite", "complete", "share"})
 IMPRESSION_WINDOW_S = 86_400.0
-TRENDING_WINDOW_S = 7 * 86_400.0
 CANDIDATE_SOURCES = frozenset(
     {"content", "popular", "trending", "fresh", "collaborative", "preference"}
 )
 FEED_DEPTH = 100  # five pages of twenty per snapshot
 POOL = 300
 CONTENT_POOL = 150  # ANN cost grows with k (efSearch >= 2k)
+# How many items each source proposes.
+SOURCE_POOLS = {
+    "content": CONTENT_POOL,
+    "collaborative": POOL,
+    "popular": POOL,
+    "trending": POOL,
+    "fresh": 50,
+    "preference": POOL,
+}
 
 
 @dataclass(frozen=True)
@@ -76,18 +96,6 @@ class FeedPage(BaseModel):
     )
 
 
-@dataclass
-class _Candidates:
-    enabled: frozenset[str]
-    keys: dict[int, set[str]] = field(default_factory=dict)
-
-    def add(self, keys: np.ndarray, source: str) -> None:
-        if source not in self.enabled:
-            return
-        for key in keys.tolist():
-            self.keys.setdefault(int(key), set()).add(source)
-
-
 class RecommendService:
     def __init__(
         self,
@@ -106,6 +114,17 @@ class RecommendService:
         self.registry = registry
         self.weights = weights or FeedWeights()
         self.caches = caches
+        self.trending = TrendingSource(users, media)
+        rankings = CatalogRankings()
+        self.rows = RankingRows(media)
+        self.sources: list[CandidateSource] = [
+            ContentSource(indexes),
+            CollaborativeSource(media),
+            PopularSource(media, rankings),
+            self.trending,
+            FreshSource(media, rankings),
+            PreferenceSource(media, rankings),
+        ]
 
     def forget_user(self, tenant: str, user: str) -> None:
         """Drop a user's cached pages and snapshots (erasure must leave no ranked list)."""
@@ -171,100 +190,103 @@ class RecommendService:
         next_cursor = _encode_cursor(snapshot_id, end) if end < len(ranked) else None
         return FeedPage(items=out, next_cursor=next_cursor)
 
-    def _rank(self, tenant: str, user: str, w: FeedWeights) -> list[tuple[int, float, list[str]]]:
+    def candidate_context(self, tenant: str, user: str) -> CandidateContext:
+        """What the candidate sources know about `user`: their filter (tenant, private
+        items, maturity limit, blocked owners), what they have seen and consumed,
+        their preference vector and the tenant's trained model."""
         record = self.user_service.require(tenant, user)
-        ctx = _Context(
+        prefs = Preferences.model_validate(record.preferences)
+        events = self.users.events(record.pk)
+        now = time.time()
+        return CandidateContext(
             tenant=tenant,
-            prefs=Preferences.model_validate(record.preferences),
-            events=self.users.events(record.pk),
-            direction=self.user_service.preference_direction(record),
-            now=time.time(),
             user=user,
+            prefs=prefs,
+            flt=_filter_for(tenant, user, prefs),
+            events=events,
+            seen=frozenset(_seen(events, now)),
+            history=[e.media_pk for e in events if e.type not in NOT_CONSUMED],
+            direction=self.user_service.preference_direction(record),
+            now=now,
+            catalog_version=self.media.last_change(),
+            ease=self.registry.ease(tenant) if self.registry is not None else None,
         )
-        mask = self.indexes.mask(_filter_for(tenant, user, ctx.prefs))
-        for pos in self.indexes.positions_of(sorted(_seen(ctx.events, ctx.now))).values():
-            mask[pos] = False
-        if not mask.any():
-            return []
-        cands = self._candidates(ctx, mask, w.sources)
-        keys = sorted(cands.keys)
+
+    def _rank(self, tenant: str, user: str, w: FeedWeights) -> list[tuple[int, float, list[str]]]:
+        ctx = self.candidate_context(tenant, user)
+        proposed = self._candidates(ctx, w.sources)
+        keys = sorted(proposed)
         vectors = self.indexes.vectors_of(keys)
-        keys = [k for k in keys if k in vectors]
+        rows = self.rows.get(ctx.catalog_version, [k for k in keys if k in vectors])
+        keys = [k for k in keys if k in vectors and k in rows]
         if not keys:
             return []
         matrix = np.vstack([vectors[k] for k in keys])
-        positions = self.indexes.positions_of(keys)
-        pos_arr = np.array([positions[k] for k in keys], dtype=np.int64)
-        score = self._score(ctx, keys, matrix, pos_arr, w)
+        ranked_rows = [rows[k] for k in keys]
+        score = self._score(ctx, keys, matrix, ranked_rows, w)
         best = np.argsort(-score, kind="stable")[: FEED_DEPTH * 2]
-        personal = ctx.direction is not None or bool(ctx.collab)
+        personal = ctx.direction is not None or bool(ctx.collab_scores)
         diversity = w.diversity if personal else w.cold_start_diversity
         picked = best[mmr(score[best], normalize(matrix[best]), FEED_DEPTH, diversity)]
         if self.registry is not None:
             picked = _cap_themes(picked, keys, self.registry.theme_of(tenant), w.theme_cap)
-        explain = _Explainer(self, ctx, cands, pos_arr, keys)
+        explain = _Explainer(self, ctx, proposed, ranked_rows, keys)
         return [
             (keys[i], round(float(score[i]), 6), explain.reasons(i, matrix[i]))
             for i in picked.tolist()
         ]
 
-    def _candidates(self, ctx: _Context, mask: np.ndarray, sources: frozenset[str]) -> _Candidates:
-        """Merge the candidate sources; each remembers which sources proposed an item."""
-        cands = _Candidates(sources)
-        popularity = self.indexes.popularity()
-        ctx.popularity = popularity
-        if ctx.direction is not None:
-            cands.add(self.indexes.search(ctx.direction, CONTENT_POOL, mask).keys, "content")
-        allowed = np.flatnonzero(mask)
-        top_pop = allowed[_top(popularity[allowed], POOL)]
-        cands.add(self.indexes.keys_at(top_pop), "popular")
-        ctx.trending = dict(self.users.trending(ctx.tenant, ctx.now - TRENDING_WINDOW_S, POOL))
-        trend_keys = np.array(list(ctx.trending), dtype=np.int64)
-        cands.add(trend_keys[np.isin(trend_keys, self.indexes.keys_at(allowed))], "trending")
-        cands.add(self.indexes.keys_at(allowed[-50:]), "fresh")
-        ctx.ease = self.registry.ease(ctx.tenant) if self.registry is not None else None
-        ctx.history = [e.media_pk for e in ctx.events if e.type not in NOT_CONSUMED]
-        if ctx.ease is not None and ctx.history:
-            ctx.collab = self._collaborative(ctx.ease, ctx.history, mask)
-            best_collab = sorted(ctx.collab, key=lambda k: -ctx.collab[k])[:POOL]
-            cands.add(np.array(best_collab, dtype=np.int64), "collaborative")
-        if ctx.prefs.liked_genres:
-            liked_mask = self.indexes.label_mask("genre", tuple(ctx.prefs.liked_genres))
-            # Items written since `mask` was made sit past its end: not candidates now.
-            liked = np.flatnonzero(mask & liked_mask[: mask.shape[0]])
-            by_pop = liked[_top(popularity[liked], POOL)]
-            cands.add(self.indexes.keys_at(by_pop), "preference")
-        return cands
+    def _candidates(self, ctx: CandidateContext, enabled: frozenset[str]) -> dict[int, set[str]]:
+        """Union of the enabled sources: each item with the names of the sources that
+        proposed it (its reasons)."""
+        proposed: dict[int, set[str]] = {}
+        for source in self.sources:
+            if source.name not in enabled:
+                continue
+            for candidate in source.candidates(ctx, SOURCE_POOLS[source.name]):
+                proposed.setdefault(candidate.pk, set()).add(source.name)
+        return proposed
 
     def _score(
         self,
-        ctx: _Context,
+        ctx: CandidateContext,
         keys: list[int],
         matrix: FloatArray,
-        pos_arr: np.ndarray,
+        rows: list[RankingRow],
         w: FeedWeights,
     ) -> FloatArray:
-        """Weighted blend of per-candidate features, each scaled to [0, 1] (or -1..1)."""
+        """Weighted blend of per-candidate features, each scaled to [0, 1] (or -1..1),
+        all read from stored attributes (never from where an item sits in an index)."""
         prefs = ctx.prefs
         content = matrix @ ctx.direction if ctx.direction is not None else np.zeros(len(keys))
-        pop = minmax(np.log1p(ctx.popularity[pos_arr]).astype(np.float32))
-        trend = minmax(np.array([ctx.trending.get(k, 0) for k in keys], dtype=np.float32))
-        order = np.argsort(np.argsort(pos_arr))  # newer positions = more recently added
+        popularity = np.array([r.popularity for r in rows], dtype=np.float32)
+        pop = minmax(np.log1p(popularity).astype(np.float32))
+        trending = self.trending.counts(ctx, POOL)
+        trend = minmax(np.array([trending.get(k, 0) for k in keys], dtype=np.float32))
+        # Newer by the item's own date ranks higher (undated items lowest).
+        by_date = sorted(range(len(rows)), key=lambda i: _date_key(rows[i]))
+        order = np.empty(len(rows), dtype=np.int64)
+        order[by_date] = np.arange(len(rows))
         fresh = (order / max(len(keys) - 1, 1)).astype(np.float32)
-        pref = np.zeros(len(keys), dtype=np.float32)
-        if prefs.liked_genres:
-            pref += self.indexes.label_mask("genre", tuple(prefs.liked_genres))[pos_arr]
-        if prefs.disliked_genres:
-            pref -= self.indexes.label_mask("genre", tuple(prefs.disliked_genres))[pos_arr]
-        if prefs.languages:
-            pref += 0.5 * self.indexes.label_mask("language", tuple(prefs.languages))[pos_arr]
-        platform = np.zeros(len(keys), dtype=np.float32)
-        if prefs.platforms:
-            platform += self.indexes.label_mask("platform", tuple(prefs.platforms))[pos_arr]
-        collab = np.array([ctx.collab.get(k, 0.0) for k in keys], dtype=np.float32)
+        liked, disliked = set(prefs.liked_genres), set(prefs.disliked_genres)
+        languages, platforms = set(prefs.languages), set(prefs.platforms)
+        pref = np.array(
+            [
+                float(not liked.isdisjoint(r.genres))
+                - float(not disliked.isdisjoint(r.genres))
+                + 0.5 * float(r.language in languages)
+                for r in rows
+            ],
+            dtype=np.float32,
+        )
+        platform = np.array(
+            [float(not platforms.isdisjoint(r.platforms)) for r in rows], dtype=np.float32
+        )
+        collab_scores = ctx.collab_scores
+        collab = np.array([collab_scores.get(k, 0.0) for k in keys], dtype=np.float32)
         score = (
             (w.content * minmax(content.astype(np.float32)) if ctx.direction is not None else 0.0)
-            + (w.collaborative * minmax(collab) if ctx.collab else 0.0)
+            + (w.collaborative * minmax(collab) if collab_scores else 0.0)
             + w.popularity * pop
             + w.trending * trend
             + w.freshness * fresh
@@ -272,17 +294,6 @@ class RecommendService:
             + w.platform * platform
         )
         return np.asarray(score, dtype=np.float32)
-
-    def _collaborative(
-        self, ease: EaseModel, history: list[int], mask: np.ndarray
-    ) -> dict[int, float]:
-        """EASE scores of the items the viewer may see, excluding what they have consumed."""
-        scores = ease.score(history)
-        positions = self.indexes.positions_array(ease.keys)
-        visible = positions >= 0
-        visible[visible] = mask[positions[visible]]
-        visible &= ~np.isin(ease.keys, np.asarray(history, dtype=np.int64))
-        return dict(zip(ease.keys[visible].tolist(), scores[visible].tolist(), strict=True))
 
     # -- more like this ---------------------------------------------------------
 
@@ -344,57 +355,36 @@ class RecommendService:
         ]
 
 
-@dataclass
-class _Context:
-    """What one feed computation knows about the viewer, filled in as it goes."""
-
-    tenant: str
-    prefs: Preferences
-    events: list[EventRow]
-    direction: FloatArray | None
-    now: float
-    popularity: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-    trending: dict[int, int] = field(default_factory=dict)
-    ease: EaseModel | None = None
-    history: list[int] = field(default_factory=list)
-    collab: dict[int, float] = field(default_factory=dict)
-    user: str | None = None  # whose feed: reasons quote only titles they may see
-
-
 class _Explainer:
     """Reasons for each ranked item, from the sources that proposed it and its attributes."""
 
     def __init__(
         self,
         service: RecommendService,
-        ctx: _Context,
-        cands: _Candidates,
-        pos_arr: np.ndarray,
+        ctx: CandidateContext,
+        proposed: dict[int, set[str]],
+        rows: list[RankingRow],
         keys: list[int],
     ) -> None:
-        self.ctx, self.cands, self.keys = ctx, cands, keys
-        indexes, prefs = service.indexes, ctx.prefs
+        self.proposed, self.keys = proposed, keys
+        prefs = ctx.prefs
         recent = [
             e.media_pk
             for e in reversed(ctx.events)
             if e.type in POSITIVE_TYPES or (e.type == "rate" and (e.value or 0) >= 4.0)
         ][:20]
-        positives = indexes.vectors_of(list(dict.fromkeys(recent)))
+        positives = service.indexes.vectors_of(list(dict.fromkeys(recent)))
         self.positive_keys = list(positives)
         self.positive_matrix = (
             np.vstack([positives[k] for k in self.positive_keys]) if positives else None
         )
-        self.genre_hits = {
-            g: indexes.label_mask("genre", (g,))[pos_arr] for g in prefs.liked_genres[:10]
-        }
-        self.on_platform = (
-            indexes.label_mask("platform", tuple(prefs.platforms))[pos_arr]
-            if prefs.platforms
-            else np.zeros(len(keys), dtype=np.bool_)
-        )
+        liked = prefs.liked_genres[:10]
+        self.shared_genre = [next((g for g in liked if g in r.genres), None) for r in rows]
+        platforms = set(prefs.platforms)
+        self.on_platform = [not platforms.isdisjoint(r.platforms) for r in rows]
         self.collab_anchor: dict[int, int] = {}
         if ctx.ease is not None:
-            collab_keys = [k for k in keys if "collaborative" in cands.keys[k]]
+            collab_keys = [k for k in keys if "collaborative" in proposed[k]]
             self.collab_anchor = ctx.ease.strongest_links(ctx.history, collab_keys)
         anchors = set(self.positive_keys) | set(self.collab_anchor.values())
         # An anchor the user may no longer see (made private since) is never quoted.
@@ -406,7 +396,7 @@ class _Explainer:
 
     def reasons(self, i: int, vector: FloatArray) -> list[str]:
         key = self.keys[i]
-        sources = self.cands.keys[key]
+        sources = self.proposed[key]
         reasons = []
         if key in self.collab_anchor and self.collab_anchor[key] in self.titles:
             title = self.titles[self.collab_anchor[key]]
@@ -415,9 +405,8 @@ class _Explainer:
             anchor = self.positive_keys[int(np.argmax(self.positive_matrix @ vector))]
             if anchor in self.titles:
                 reasons.append(f"because you liked {self.titles[anchor]}")
-        shared = [g for g, hits in self.genre_hits.items() if hits[i]]
-        if shared:
-            reasons.append(f"matches your taste in {shared[0]}")
+        if self.shared_genre[i] is not None:
+            reasons.append(f"matches your taste in {self.shared_genre[i]}")
         if self.on_platform[i]:
             reasons.append("available on your platforms")
         if "trending" in sources:
@@ -425,16 +414,14 @@ class _Explainer:
         if "popular" in sources and not reasons:
             reasons.append("popular")
         if "fresh" in sources and not reasons:
-            reasons.append("new in the catalog")
+            reasons.append("new release")
         return reasons or ["recommended for you"]
 
 
-def _top(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values, best first (partition first: O(n))."""
-    if values.shape[0] <= k:
-        return np.argsort(-values, kind="stable")
-    part = np.argpartition(-values, k - 1)[:k]
-    return part[np.argsort(-values[part], kind="stable")]
+def _date_key(row: RankingRow) -> tuple[bool, str, float, int]:
+    """Oldest first by the item's own date, as `CatalogStore.newest` orders (reversed):
+    undated items first, a year-only item before the dated ones of its year."""
+    return (row.released is not None, row.released or "", row.created_at, row.pk)
 
 
 def _cap_themes(

@@ -153,3 +153,26 @@ class VariantCounts:
 class OutcomeCounts:
     users: int
     events: int
+
+
+# -- feed candidates (services/candidates.py) ---------------------------------
+
+
+@dataclass(frozen=True)
+class RankingRow:
+    """What the feed scores a candidate by, read from stored columns (no document
+    parse): the same values for an item whatever its place in any index.
+
+    `released` is the item's own date as a sortable string: the ISO release date
+    when the item has one, else its year ("1997"), None when it has neither, so
+    within a year a dated item sorts after (newer than) a year-only one, as SQL's
+    `year DESC, release_date DESC` orders them.
+    """
+
+    pk: int
+    popularity: float
+    released: str | None
+    created_at: float
+    language: str | None
+    genres: tuple[str, ...]
+    platforms: tuple[str, ...]

@@ -27,6 +27,7 @@ from metamedia.storage.records import (
     KeyRecord,
     KeywordIndexReport,
     OutcomeCounts,
+    RankingRow,
     StoredHashes,
     StoredItem,
     UserRecord,
@@ -94,6 +95,28 @@ class CatalogStore(Protocol):
         """(external id, title, year) of every public item: what evaluation resolves
         gold titles against."""
         ...
+
+    # -- feed candidates: ranked by stored attributes (services/candidates.py) --
+
+    def most_popular(self, flt: AttributeFilter, limit: int) -> list[int]:
+        """Pks passing the filter, highest stored popularity first (ties: newer row first)."""
+        ...
+
+    def newest(self, flt: AttributeFilter, limit: int) -> list[int]:
+        """Pks passing the filter, newest first by the item's own date: release date
+        where it has one, else its year; ties (and undated items, last) by when the
+        row was created, then pk. Never by ingest or index order alone."""
+        ...
+
+    def visible_pks(self, flt: AttributeFilter, pks: Sequence[int]) -> set[int]:
+        """Those of `pks` that pass the filter (for candidates found elsewhere)."""
+        ...
+
+    def ranking_rows(self, pks: Sequence[int]) -> dict[int, RankingRow]:
+        """The stored attributes the feed scores each of `pks` by (unknown pks left out)."""
+        ...
+
+    # -- end of feed candidates -------------------------------------------------
 
     def ping(self) -> None:
         """Raise if the store cannot answer (readiness)."""

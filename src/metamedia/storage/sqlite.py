@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, bindparam, select, text
 from sqlalchemy.engine import Engine
 
 from metamedia.domain import MediaItem
@@ -28,6 +28,7 @@ from metamedia.storage.records import (
     Change,
     IndexRow,
     KeywordIndexReport,
+    RankingRow,
     StoredHashes,
     StoredItem,
     WriteStatus,
@@ -412,6 +413,111 @@ class SQLiteRepository:
                 (str(i), str(t), None if y is None else int(y))
                 for i, t, y in conn.execute(statement)
             ]
+
+    # -- feed candidates: ranked by stored attributes (services/candidates.py) --
+    # Plain SQL for SQLite and PostgreSQL alike: NULL order is spelled out (the two
+    # sort NULL at opposite ends) and the release date, held only in the JSON `doc`,
+    # is read with each dialect's own operator (`_released_sql`).
+
+    def _released_sql(self, alias: str = "m") -> str:
+        """The item's ISO release date as text, NULL when it has none."""
+        if self.engine.dialect.name == "sqlite":
+            return f"json_extract({alias}.doc, '$.release_date')"
+        return f"(CAST({alias}.doc AS jsonb) ->> 'release_date')"
+
+    def most_popular(self, flt: AttributeFilter, limit: int) -> list[int]:
+        """Ties go to the newer row (pk DESC): the order an index on (tenant,
+        popularity) reads backwards, so such an index can stop after `limit` rows."""
+        where, params = filter_sql(flt)
+        sql = (
+            f"SELECT m.pk FROM media m WHERE {where} "
+            "ORDER BY m.popularity DESC, m.pk DESC LIMIT :f_limit"
+        )
+        with self.engine.connect() as conn:
+            return [int(r[0]) for r in conn.execute(text(sql), {**params, "f_limit": limit})]
+
+    def newest(self, flt: AttributeFilter, limit: int) -> list[int]:
+        """Newest first: year, then release date within the year (a year-only item
+        after the dated ones of its year), then created_at and pk; undated items last.
+
+        The release date lives only in the document; reading it for every row would
+        parse the whole catalog, so the year of the `limit`-th newest dated item
+        bounds the rows whose date is read.
+        """
+        if limit <= 0:
+            return []
+        where, params = filter_sql(flt)
+        with self.engine.connect() as conn:
+            cutoff = conn.execute(
+                text(
+                    f"SELECT m.year FROM media m WHERE {where} AND m.year IS NOT NULL "
+                    "ORDER BY m.year DESC LIMIT 1 OFFSET :f_offset"
+                ),
+                {**params, "f_offset": limit - 1},
+            ).first()
+            if cutoff is not None:
+                where += " AND m.year >= :f_year_cutoff"
+                params["f_year_cutoff"] = int(cutoff[0])
+            released = self._released_sql()
+            sql = (
+                f"SELECT m.pk FROM media m WHERE {where} "
+                f"ORDER BY (m.year IS NULL), m.year DESC, ({released} IS NULL), {released} DESC, "
+                "m.created_at DESC, m.pk DESC LIMIT :f_limit"
+            )
+            return [int(r[0]) for r in conn.execute(text(sql), {**params, "f_limit": limit})]
+
+    def visible_pks(self, flt: AttributeFilter, pks: Sequence[int]) -> set[int]:
+        """The listed rows are looked up by key, then filtered: CROSS JOIN keeps SQLite
+        from walking the whole tenant through its (tenant, ...) index instead."""
+        where, params = filter_sql(flt)
+        found: set[int] = set()
+        with self.engine.connect() as conn:
+            statement = text(
+                "SELECT m.pk FROM (SELECT pk FROM media WHERE pk IN :f_pks) ids "
+                f"CROSS JOIN media m WHERE m.pk = ids.pk AND {where}"
+            ).bindparams(bindparam("f_pks", expanding=True))
+            for chunk in _chunks(sorted({int(p) for p in pks}), 500):
+                rows = conn.execute(statement, {**params, "f_pks": chunk})
+                found.update(int(r[0]) for r in rows)
+        return found
+
+    def ranking_rows(self, pks: Sequence[int]) -> dict[int, RankingRow]:
+        """Columns plus the genre and platform link tables; the release date is the one
+        field read from the document (a JSON operator, no model parse)."""
+        found: dict[int, RankingRow] = {}
+        statement = text(
+            f"SELECT m.pk, m.popularity, m.year, {self._released_sql()}, m.created_at, "
+            "m.language FROM media m WHERE m.pk IN :r_pks"
+        ).bindparams(bindparam("r_pks", expanding=True))
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted({int(p) for p in pks}), 500):
+                genres: dict[int, list[str]] = {}
+                for pk, genre in conn.execute(
+                    select(media_genre.c.pk, media_genre.c.genre).where(media_genre.c.pk.in_(chunk))
+                ):
+                    genres.setdefault(int(pk), []).append(str(genre))
+                platforms: dict[int, list[str]] = {}
+                for pk, platform in conn.execute(
+                    select(media_platform.c.pk, media_platform.c.platform).where(
+                        media_platform.c.pk.in_(chunk)
+                    )
+                ):
+                    platforms.setdefault(int(pk), []).append(str(platform))
+                rows = conn.execute(statement, {"r_pks": chunk})
+                for pk, popularity, year, date, created_at, language in rows:
+                    key = int(pk)
+                    found[key] = RankingRow(
+                        pk=key,
+                        popularity=float(popularity or 0.0),
+                        released=str(date) if date else (str(year) if year else None),
+                        created_at=float(created_at),
+                        language=language,
+                        genres=tuple(genres.get(key, ())),
+                        platforms=tuple(platforms.get(key, ())),
+                    )
+        return found
+
+    # -- end of feed candidates -------------------------------------------------
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

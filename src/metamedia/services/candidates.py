@@ -1,0 +1,328 @@
+"""Feed candidate sources: small named units over the storage roles.
+
+Each source answers one question ("what is popular?", "what is newest?") for one
+viewer, inside the filter of what that viewer may see, and returns item pks with
+the source's own score. None of them reads an index position: catalog sources
+rank in SQL by stored attributes (`CatalogStore.most_popular`, `newest`), the
+trending one asks `UserStore.trending`, and the two that need a model (content:
+the vector index; collaborative: the EASE matrix) turn its answer into pks and
+check them against the filter. The feed (`services/recommend.py`) merges them,
+remembers which sources proposed each item (its reasons) and ranks the union.
+
+A source never returns an item the viewer has already seen: it asks for that many
+more and drops them, so a long history does not empty a source.
+
+The catalog rankings depend only on the filter and the catalog, not on the user's
+history, so `CatalogRankings` keeps them until the catalog's change log moves: a
+feed re-ranked after each interaction does not rank the catalog again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from metamedia.domain.users import Preferences
+from metamedia.engine.collaborative import EaseModel
+from metamedia.engine.payload import AttributeFilter
+from metamedia.engine.vectors import FloatArray
+from metamedia.services.indexing import IndexManager
+from metamedia.storage.records import EventRow, RankingRow
+from metamedia.storage.roles import CatalogStore, UserStore
+
+TRENDING_WINDOW_S = 7 * 86_400.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One item a source proposes; `score` is comparable only within its source."""
+
+    pk: int
+    score: float
+    source: str
+
+
+@dataclass
+class CandidateContext:
+    """What every source may know about the viewer of one feed computation.
+
+    `flt` is what the viewer may see (tenant, private items, maturity limit,
+    blocked owners); `events` their interactions, oldest first; `seen` what they
+    have already engaged with; `history` the items they consumed, in order (what
+    the collaborative model scores from).
+    Model answers shared by a source and the scorer are computed once, on first use.
+    """
+
+    tenant: str
+    user: str
+    prefs: Preferences
+    flt: AttributeFilter
+    events: list[EventRow]
+    seen: frozenset[int]
+    history: list[int]
+    direction: FloatArray | None
+    now: float
+    catalog_version: int = 0  # CatalogStore.last_change(): rankings older than it are stale
+    ease: EaseModel | None = None
+    trending_counts: dict[int, int] | None = None  # filled by TrendingSource.counts
+
+    @cached_property
+    def collab_ranked(self) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        """Model items the viewer has not consumed and their EASE scores, best first
+        (ties: lower pk); empty when untrained or without history."""
+        if self.ease is None or not self.history:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        scores = self.ease.score(self.history)
+        keep = ~np.isin(self.ease.keys, np.asarray(self.history, dtype=np.int64))
+        keys, scores = self.ease.keys[keep], scores[keep]
+        order = np.argsort(-scores, kind="stable")  # model keys are sorted ascending
+        return keys[order], scores[order]
+
+    @cached_property
+    def collab_scores(self) -> dict[int, float]:
+        """`collab_ranked` by pk: the collaborative feature of any candidate."""
+        keys, scores = self.collab_ranked
+        return dict(zip(keys.tolist(), scores.tolist(), strict=True))
+
+
+class CandidateSource(Protocol):
+    """A named way of proposing feed items."""
+
+    name: str
+
+    def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
+        """At most `limit` unseen items the viewer may see, strongest first."""
+        ...
+
+
+def _unseen(pks: list[int], ctx: CandidateContext, limit: int) -> list[int]:
+    return [pk for pk in pks if pk not in ctx.seen][:limit]
+
+
+class CatalogRankings:
+    """Catalog rankings (pks, best first) by (ranking, filter, catalog version).
+
+    Each entry keeps the longest list asked for; a longer request (a user who has
+    seen more) ranks again for twice as many. Bounded, least recently used out.
+    """
+
+    def __init__(self, entries: int = 512) -> None:
+        self.entries = entries
+        self._lock = threading.Lock()
+        self._data: OrderedDict[tuple[str, AttributeFilter, int], tuple[int, list[int]]] = (
+            OrderedDict()
+        )
+
+    def top(
+        self,
+        name: str,
+        ctx: CandidateContext,
+        flt: AttributeFilter,
+        n: int,
+        rank: Callable[[AttributeFilter, int], list[int]],
+    ) -> list[int]:
+        """The first `n` of `rank(flt, ...)`, from the cache while the catalog is unchanged."""
+        key = (name, flt, ctx.catalog_version)
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None:
+                self._data.move_to_end(key)
+        if hit is not None and (hit[0] >= n or len(hit[1]) < hit[0]):
+            return hit[1][:n]  # long enough, or already the whole filtered catalog
+        asked = max(n, 2 * hit[0]) if hit is not None else n
+        pks = rank(flt, asked)
+        with self._lock:
+            self._data[key] = (asked, pks)
+            self._data.move_to_end(key)
+            while len(self._data) > self.entries:
+                self._data.popitem(last=False)
+        return pks[:n]
+
+
+class RankingRows:
+    """`CatalogStore.ranking_rows` for the current catalog version, kept in memory.
+
+    The same popular, fresh and liked-genre items are scored in feed after feed;
+    their rows change only with the catalog, so a newer version clears them all
+    (a request that still holds an older version reads through, caching nothing).
+    """
+
+    def __init__(self, media: CatalogStore, entries: int = 50_000) -> None:
+        self.media = media
+        self.entries = entries
+        self._lock = threading.Lock()
+        self._version = -1
+        self._rows: OrderedDict[int, RankingRow] = OrderedDict()
+
+    def get(self, version: int, pks: list[int]) -> dict[int, RankingRow]:
+        with self._lock:
+            if version > self._version:
+                self._rows.clear()
+                self._version = version
+            current = version == self._version
+            found = {pk: self._rows[pk] for pk in pks if current and pk in self._rows}
+        missing = [pk for pk in pks if pk not in found]
+        fetched = self.media.ranking_rows(missing) if missing else {}
+        if fetched and current:
+            with self._lock:
+                if self._version == version:
+                    self._rows.update(fetched)
+                    while len(self._rows) > self.entries:
+                        self._rows.popitem(last=False)
+        return found | fetched
+
+
+class ContentSource:
+    """Nearest items to the viewer's preference vector (no vector: nothing)."""
+
+    name = "content"
+
+    def __init__(self, indexes: IndexManager) -> None:
+        self.indexes = indexes
+
+    def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
+        if ctx.direction is None:
+            return []
+        # The nearest-neighbour step runs inside the index's own filter mask, with the
+        # seen items masked too, so `limit` unseen neighbours come back in one search.
+        allowed = self.indexes.mask(ctx.flt)
+        if ctx.seen:
+            positions = self.indexes.positions_array(np.fromiter(ctx.seen, dtype=np.int64))
+            allowed[positions[(positions >= 0) & (positions < allowed.shape[0])]] = False
+        hits = self.indexes.search(ctx.direction, limit, allowed)
+        return [
+            Candidate(pk, score, self.name)
+            for pk, score in zip(hits.keys.tolist(), hits.scores.tolist(), strict=True)
+            if pk not in ctx.seen
+        ]
+
+
+class CollaborativeSource:
+    """Items the trained item-item model scores highest from the viewer's history."""
+
+    name = "collaborative"
+
+    def __init__(self, media: CatalogStore) -> None:
+        self.media = media
+
+    def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
+        keys, scores = ctx.collab_ranked
+        if ctx.seen:
+            unseen = ~np.isin(keys, np.fromiter(ctx.seen, dtype=np.int64))
+            keys, scores = keys[unseen], scores[unseen]
+        out: list[Candidate] = []
+        # Best first, a batch at a time: most items are visible, so one query.
+        batch = limit + max(limit // 4, 25)
+        for start in range(0, keys.shape[0] if limit > 0 else 0, batch):
+            chunk = keys[start : start + batch].tolist()
+            visible = self.media.visible_pks(ctx.flt, chunk)
+            chunk_scores = scores[start : start + batch].tolist()
+            out += [
+                Candidate(pk, score, self.name)
+                for pk, score in zip(chunk, chunk_scores, strict=True)
+                if pk in visible
+            ]
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
+
+class PopularSource:
+    """Most popular items by their stored popularity."""
+
+    name = "popular"
+
+    def __init__(self, media: CatalogStore, rankings: CatalogRankings) -> None:
+        self.media = media
+        self.rankings = rankings
+
+    def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
+        n = limit + len(ctx.seen)
+        ranked = self.rankings.top("popular", ctx, ctx.flt, n, self.media.most_popular)
+        pks = _unseen(ranked, ctx, limit)
+        return [Candidate(pk, float(limit - rank), self.name) for rank, pk in enumerate(pks)]
+
+
+class TrendingSource:
+    """Items with the most distinct users interacting this week (`UserStore.trending`)."""
+
+    name = "trending"
+
+    def __init__(self, users: UserStore, media: CatalogStore) -> None:
+        self.users = users
+        self.media = media
+
+    def counts(self, ctx: CandidateContext, limit: int) -> dict[int, int]:
+        """This week's counts for the tenant, visible or not, fetched once per context:
+        the scorer reads them as a feature of every candidate, whatever proposed it."""
+        if ctx.trending_counts is None:
+            since = ctx.now - TRENDING_WINDOW_S
+            ctx.trending_counts = dict(
+                self.users.trending(ctx.tenant, since, limit + len(ctx.seen))
+            )
+        return ctx.trending_counts
+
+    def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
+        counts = self.counts(ctx, limit)
+        ranked = [pk for pk in counts if pk not in ctx.seen]
+        visible = self.media.visible_pks(ctx.flt, ranked) if ranked else set()
+        kept = [pk for pk in ranked if pk in visible][:limit]
+        return [Candidate(pk, float(counts[pk]), self.name) for pk in kept]
+
+
+class FreshSource:
+    """The newest items by their own date (release date, else year), not by when
+    they were ingested or where they sit in an index."""
+
+    name = "fresh"
+
+    def __init__(self, media: CatalogStore, rankings: CatalogRankings) -> None:
+        self.media = media
+        self.rankings = rankings
+
+    def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
+        n = limit + len(ctx.seen)
+        pks = _unseen(self.rankings.top("newest", ctx, ctx.flt, n, self.media.newest), ctx, limit)
+        return [Candidate(pk, float(limit - rank), self.name) for rank, pk in enumerate(pks)]
+
+
+class PreferenceSource:
+    """The most popular items matching what the viewer said they like: any liked
+    genre, any of their platforms, any of their languages (each a narrower filter)."""
+
+    name = "preference"
+
+    def __init__(self, media: CatalogStore, rankings: CatalogRankings) -> None:
+        self.media = media
+        self.rankings = rankings
+
+    def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
+        prefs = ctx.prefs
+        narrowed = []
+        if prefs.liked_genres:
+            narrowed.append(replace(ctx.flt, genres=tuple(prefs.liked_genres)))
+        if prefs.platforms:
+            narrowed.append(replace(ctx.flt, platforms=tuple(prefs.platforms)))
+        if prefs.languages:
+            narrowed.append(replace(ctx.flt, languages=tuple(prefs.languages)))
+        # Round-robin over the stated preferences, each list most popular first, so
+        # a liked genre is not crowded out by a platform that carries everything.
+        n = limit + len(ctx.seen)
+        lists = [
+            _unseen(self.rankings.top("popular", ctx, f, n, self.media.most_popular), ctx, limit)
+            for f in narrowed
+        ]
+        merged: dict[int, None] = {}
+        for rank in range(limit):
+            for pks in lists:
+                if rank < len(pks):
+                    merged.setdefault(pks[rank], None)
+        pks = list(merged)[:limit]
+        return [Candidate(pk, float(limit - rank), self.name) for rank, pk in enumerate(pks)]
