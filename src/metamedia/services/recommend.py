@@ -24,6 +24,9 @@ from metamedia.engine.vectors import FloatArray, normalize
 from metamedia.errors import InvalidRequestError, NotFoundError
 from metamedia.services.caching import Caches
 from metamedia.services.candidates import (
+    TRENDING_WINDOW_S as TRENDING_WINDOW_S,  # the trending window, where it always was
+)
+from metamedia.services.candidates import (
     CandidateContext,
     CandidateSource,
     CatalogRankings,
