@@ -60,7 +60,7 @@ def _descriptive(name: str) -> list[Labelled]:
 
 def _titles(runtime: Runtime, n: int, seed: int, exclude: set[str]) -> list[Labelled]:
     """Exact-title queries for films whose title is unique in the catalog."""
-    with runtime.repo.engine.connect() as conn:
+    with runtime.stores.engine.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT external_id, title, year FROM media WHERE tenant = 'default'"
         ).all()
@@ -94,7 +94,7 @@ def _groups(
     search = runtime.search
     indexes = runtime.indexes
     keys_of: dict[str, int] = {}
-    with runtime.repo.engine.connect() as conn:
+    with runtime.stores.engine.connect() as conn:
         for pk, ext in conn.exec_driver_sql("SELECT pk, external_id FROM media").all():
             keys_of[ext] = int(pk)
     mask = indexes.mask(AttributeFilter(tenant="default"))

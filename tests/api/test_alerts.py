@@ -153,12 +153,12 @@ def test_server_errors_from_a_broken_database_fire_the_error_rule(open_app: Open
         for _ in range(5):
             assert client.get("/v1/media/mm-0001").status_code == 200
         assert alerts(client)["error_rate"]["state"] == "ok"
-        with runtime.repo.engine.begin() as conn:
+        with runtime.stores.engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE media RENAME TO media_gone")
         try:
             broken = client.get("/v1/media/mm-0002")
         finally:
-            with runtime.repo.engine.begin() as conn:
+            with runtime.stores.engine.begin() as conn:
                 conn.exec_driver_sql("ALTER TABLE media_gone RENAME TO media")
         assert broken.status_code == 500
         rule = alerts(client)["error_rate"]

@@ -27,7 +27,7 @@ GHOST = "erase-me-ghost"  # no profile: only exposures, recorded while a key act
 def mentions(runtime: Runtime, needle: str, user_pk: int | None) -> dict[str, int]:
     """Rows per table.column whose value contains `needle` (or whose `user_pk` is it)."""
     found: dict[str, int] = {}
-    with runtime.repo.engine.connect() as conn:
+    with runtime.stores.engine.connect() as conn:
         tables = conn.execute(
             text("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         ).scalars()

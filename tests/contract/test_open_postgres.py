@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect
 
-from metamedia.errors import IndexUnavailableError, InvalidRequestError
+from metamedia.errors import InvalidRequestError, StoreUnavailableError
 from metamedia.storage.postgres import open_postgres
 from metamedia.storage.postgres import postgres_url as parse_url
 from metamedia.storage.sql_schema import metadata
@@ -50,7 +50,7 @@ def test_open_creates_the_schema_and_reopens(postgres_url: str) -> None:
 def test_unreachable_server_names_host_and_port_not_the_password() -> None:
     port = free_port()  # nothing listens there
     secret = "s3cret-Pa55word"
-    with pytest.raises(IndexUnavailableError) as caught:
+    with pytest.raises(StoreUnavailableError) as caught:
         open_postgres(f"postgresql://metamedia:{secret}@127.0.0.1:{port}/catalog")
     message = str(caught.value)
     assert f"127.0.0.1:{port}" in message

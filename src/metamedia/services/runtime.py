@@ -24,7 +24,7 @@ from metamedia.services.search import SearchService
 from metamedia.services.training import ModelRegistry, ThemeService, TrainingService
 from metamedia.services.users import UserService
 from metamedia.storage.model_files import ModelStore
-from metamedia.storage.open import Stores, open_stores
+from metamedia.storage.open import Stores, open_stores, redact_url
 from metamedia.storage.roles import CatalogStore
 from metamedia.storage.vector_files import VectorFileStore
 
@@ -155,7 +155,7 @@ class Runtime:
         files = self.indexes.files
         return {
             "data_dir": str(self.settings.data_dir),
-            "database": _redact(self.settings.resolved_database_url),
+            "database": redact_url(self.settings.resolved_database_url),
             "items": self.repo.count(),
             "model": self.embedder.name,
             "dimension": self.embedder.dim,
@@ -175,10 +175,3 @@ class Runtime:
         self.indexes.flush()
         self.experiments.close()
         self.stores.close()
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

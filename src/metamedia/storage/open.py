@@ -11,11 +11,17 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from metamedia.errors import InvalidRequestError
+from metamedia.storage.outage import translate_outages
+from metamedia.storage.postgres import open_postgres
+from metamedia.storage.postgres_catalog import PostgresCatalog
 from metamedia.storage.roles import AuditLog, CatalogStore, ExperimentStore, KeyStore, UserStore
 from metamedia.storage.sql_experiments import SQLExperimentStore
 from metamedia.storage.sql_security import SQLAuditLog, SQLKeyStore
 from metamedia.storage.sql_users import SQLUserStore
 from metamedia.storage.sqlite import SQLiteRepository
+from metamedia.storage.urls import redact_url
+
+__all__ = ["Stores", "open_stores", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -34,13 +40,25 @@ class Stores:
 
 
 def open_stores(url: str) -> Stores:
-    """Backends for `url` by its scheme: `sqlite:` (embedded default)."""
+    """Backends for `url` by its scheme: `sqlite:` (the embedded default) or
+    `postgresql:` (a server shared by many replicas)."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme == "sqlite":
         catalog = SQLiteRepository(url)
         engine = catalog.engine
         return Stores(
             catalog=catalog,
+            users=SQLUserStore(engine),
+            experiments=SQLExperimentStore(engine),
+            keys=SQLKeyStore(engine),
+            audit=SQLAuditLog(engine),
+            engine=engine,
+        )
+    if scheme in ("postgresql", "postgres"):
+        engine = open_postgres(url)
+        translate_outages(engine)
+        return Stores(
+            catalog=PostgresCatalog(engine),
             users=SQLUserStore(engine),
             experiments=SQLExperimentStore(engine),
             keys=SQLKeyStore(engine),

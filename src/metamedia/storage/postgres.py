@@ -10,8 +10,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from metamedia.errors import IndexUnavailableError, InvalidRequestError
-from metamedia.storage.sql_schema import metadata
+from metamedia.errors import InvalidRequestError, StoreUnavailableError
+from metamedia.storage.sql_migrate import upgrade_database
+from metamedia.storage.urls import redact_url
 
 DRIVER = "postgresql+psycopg"
 DEFAULT_PORT = 5432
@@ -32,7 +33,7 @@ def postgres_url(url: str) -> URL:
     only psycopg 3 is installed and tested."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise InvalidRequestError(f"not a database URL: {_masked(url)}")
+        raise InvalidRequestError(f"not a database URL: {redact_url(url)}")
     dialect, _, driver = scheme.lower().partition("+")
     if dialect not in ("postgresql", "postgres") or driver not in ("", "psycopg"):
         raise InvalidRequestError(
@@ -41,7 +42,7 @@ def postgres_url(url: str) -> URL:
     try:
         return make_url(f"{DRIVER}://{rest}")
     except ArgumentError as exc:
-        raise InvalidRequestError(f"not a database URL: {_masked(url)}") from exc
+        raise InvalidRequestError(f"not a database URL: {redact_url(url)}") from exc
 
 
 def open_postgres(
@@ -64,15 +65,14 @@ def open_postgres(
         connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "metamedia"},
     )
     try:
-        with engine.begin() as conn:
-            metadata.create_all(conn)
+        upgrade_database(engine)
     except DBAPIError as exc:
         engine.dispose()
         raise _unreachable(target, exc) from None
     return engine
 
 
-def _unreachable(target: URL, exc: DBAPIError) -> IndexUnavailableError:
+def _unreachable(target: URL, exc: DBAPIError) -> StoreUnavailableError:
     """The error for a server that refused or could not be reached, password removed.
 
     Raised without its cause: the driver's message is kept (first line only, the
@@ -85,17 +85,8 @@ def _unreachable(target: URL, exc: DBAPIError) -> IndexUnavailableError:
     where = f"{target.host or 'localhost'}:{target.port or DEFAULT_PORT}"
     database = f" database {target.database!r}" if target.database else ""
     user = f" as {target.username!r}" if target.username else ""
-    return IndexUnavailableError(
+    return StoreUnavailableError(
         f"cannot open PostgreSQL at {where}{database}{user}: {reason}"
         if reason
         else f"cannot open PostgreSQL at {where}{database}{user}"
     )
-
-
-def _masked(url: str) -> str:
-    """`url` with any password replaced, for messages."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"

@@ -70,6 +70,9 @@ media = Table(
     sqlite_autoincrement=True,
 )
 Index("ix_media_filter", media.c.tenant, media.c.type, media.c.year)
+# The feed's "popular" and "fresh" sources read the top of these orders (migration 0004).
+Index("ix_media_popularity", media.c.tenant, media.c.popularity)
+Index("ix_media_year", media.c.tenant, media.c.year)
 
 media_genre = Table(
     "media_genre",

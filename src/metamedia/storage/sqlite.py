@@ -9,7 +9,6 @@ change log that the vector index follows.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from metamedia.engine.lexical import LexicalDoc
 from metamedia.engine.passages import item_passages, item_title_text
 from metamedia.engine.payload import AttributeFilter, ItemAttributes, maturity_level
 from metamedia.storage.filters import filter_sql
+from metamedia.storage.fulltext import Fts5FullText, FullText
 from metamedia.storage.records import (
     Change,
     IndexRow,
@@ -33,6 +33,7 @@ from metamedia.storage.records import (
     StoredItem,
     WriteStatus,
 )
+from metamedia.storage.sql_dialect import conflict_insert
 from metamedia.storage.sql_schema import (
     embeddings,
     media,
@@ -43,33 +44,6 @@ from metamedia.storage.sql_schema import (
     open_sqlite,
     outbox,
 )
-
-
-def fts_title(item: MediaItem) -> str:
-    """The title column: the title, then each alternate title on its own line.
-
-    Alternate titles (a merged re-release's "Titanic 3D") must find the item with
-    the weight of a title; the first line stays the title for the staleness check.
-    """
-    return "\n".join([item.title, *item.alternate_titles])
-
-
-def _insert_fts(conn: Connection, pk: int, item: MediaItem) -> None:
-    """Index title, plot, people, tags and genres as separate BM25-weighted columns."""
-    conn.execute(
-        text(
-            "INSERT INTO media_fts(rowid, title, description, people, tags, genres) "
-            "VALUES (:pk, :title, :description, :people, :tags, :genres)"
-        ),
-        {
-            "pk": pk,
-            "title": fts_title(item),
-            "description": item.description,
-            "people": " ".join(item.cast),
-            "tags": " ".join(item.tags),
-            "genres": " ".join(item.genres),
-        },
-    )
 
 
 def attributes_of(item: MediaItem) -> ItemAttributes:
@@ -104,12 +78,6 @@ def lexical_doc_of(item: MediaItem) -> LexicalDoc:
     )
 
 
-def fts_match(query: str) -> str:
-    """An FTS5 MATCH string: the query's words, quoted, OR-ed (no operators pass through)."""
-    words = re.findall(r"\w+", query.lower())
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-
-
 def _vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -118,15 +86,24 @@ def _vector_from(blob: bytes) -> npt.NDArray[np.float32]:
     return np.frombuffer(blob, dtype=np.float32).copy()
 
 
-class SQLiteRepository:
-    """`CatalogStore` on a SQLite file (or any SQLAlchemy SQLite URL)."""
+class SQLCatalog:
+    """`CatalogStore` in SQL through SQLAlchemy Core: one code path for SQLite and
+    PostgreSQL, with the full-text index as the one per-database strategy."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine: Engine = open_sqlite(url)
+    def __init__(self, engine: Engine, fulltext: FullText) -> None:
+        self.engine = engine
+        self.fulltext = fulltext
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _begin_write(self, conn: Connection) -> None:
+        """Called first in every transaction that appends to the outbox.
+
+        Index followers read the outbox by sequence number, so a change must never
+        commit after a later-numbered one. SQLite has one writer at a time, so
+        nothing to do here; a server database overrides this with a lock.
+        """
 
     # -- reads used by ingest -----------------------------------------------
 
@@ -169,6 +146,7 @@ class SQLiteRepository:
         statuses: list[WriteStatus] = []
         now = time.time()
         with self.engine.begin() as conn:
+            self._begin_write(conn)
             self._insert_embeddings(conn, model, embeddings_by_hash)
             for item in items:
                 statuses.append(self._upsert_one(conn, item, now))
@@ -201,12 +179,14 @@ class SQLiteRepository:
         if not vectors:
             return
         conn.execute(
-            text(
-                "INSERT OR IGNORE INTO embeddings(model, content_hash, dim, vector) "
-                "VALUES (:model, :hash, :dim, :vector)"
-            ),
+            conflict_insert(conn, embeddings).on_conflict_do_nothing(),
             [
-                {"model": model, "hash": h, "dim": int(v.shape[0]), "vector": _vector_bytes(v)}
+                {
+                    "model": model,
+                    "content_hash": h,
+                    "dim": int(v.shape[0]),
+                    "vector": _vector_bytes(v),
+                }
                 for h, v in vectors.items()
             ],
         )
@@ -245,7 +225,7 @@ class SQLiteRepository:
             conn.execute(media.update().where(media.c.pk == pk).values(**values))
             for table in ("media_genre", "media_platform", "media_viewer", "media_year"):
                 conn.execute(text(f"DELETE FROM {table} WHERE pk = :pk"), {"pk": pk})
-            conn.execute(text("DELETE FROM media_fts WHERE rowid = :pk"), {"pk": pk})
+            self.fulltext.remove(conn, pk)
             status = "updated"
         if item.genres:
             conn.execute(media_genre.insert(), [{"pk": pk, "genre": g} for g in item.genres])
@@ -258,12 +238,13 @@ class SQLiteRepository:
             conn.execute(
                 media_viewer.insert(), [{"pk": pk, "viewer": v} for v in item.allowed_users]
             )
-        _insert_fts(conn, pk, item)
+        self.fulltext.index(conn, pk, item)
         conn.execute(outbox.insert().values(pk=pk, op="upsert", at=now))
         return status
 
     def delete(self, tenant: str, external_id: str) -> bool:
         with self.engine.begin() as conn:
+            self._begin_write(conn)
             row = conn.execute(
                 text("SELECT pk FROM media WHERE tenant = :t AND external_id = :e"),
                 {"t": tenant, "e": external_id},
@@ -273,7 +254,7 @@ class SQLiteRepository:
             pk = int(row[0])
             for table in ("media_genre", "media_platform", "media_viewer", "media_year"):
                 conn.execute(text(f"DELETE FROM {table} WHERE pk = :pk"), {"pk": pk})
-            conn.execute(text("DELETE FROM media_fts WHERE rowid = :pk"), {"pk": pk})
+            self.fulltext.remove(conn, pk)
             conn.execute(text("DELETE FROM media WHERE pk = :pk"), {"pk": pk})
             conn.execute(outbox.insert().values(pk=pk, op="delete", at=time.time()))
         return True
@@ -390,19 +371,9 @@ class SQLiteRepository:
             return [int(r[0]) for r in conn.execute(text(sql), params)]
 
     def keyword_search(self, flt: AttributeFilter, query: str, k: int) -> list[tuple[int, float]]:
-        """FTS5 BM25 with the title weighted as in the ranker's title field, OR of terms."""
-        match = fts_match(query)
-        if not match:
-            return []
         where, params = filter_sql(flt)
-        sql = (
-            "SELECT m.pk, bm25(media_fts, 4.0, 1.0, 1.0, 1.0, 1.0) AS rank "
-            "FROM media_fts JOIN media m ON m.pk = media_fts.rowid "
-            f"WHERE media_fts MATCH :q AND {where} ORDER BY rank, m.pk LIMIT :k"
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(text(sql), {**params, "q": match, "k": k}).all()
-        return [(int(pk), -float(rank)) for pk, rank in rows]
+            return self.fulltext.search(conn, where, params, query, k)
 
     def catalog_titles(self, tenant: str) -> list[tuple[str, str, int | None]]:
         statement = select(media.c.external_id, media.c.title, media.c.year).where(
@@ -527,39 +498,21 @@ class SQLiteRepository:
 
     def check_keyword_index(self) -> KeywordIndexReport:
         with self.engine.connect() as conn:
-            missing = [
-                int(r[0])
-                for r in conn.execute(
-                    text("SELECT pk FROM media WHERE pk NOT IN (SELECT rowid FROM media_fts)")
-                )
-            ]
-            orphaned = [
-                int(r[0])
-                for r in conn.execute(
-                    text("SELECT rowid FROM media_fts WHERE rowid NOT IN (SELECT pk FROM media)")
-                )
-            ]
-            stale = [
-                int(r[0])
-                for r in conn.execute(
-                    text(
-                        "SELECT m.pk FROM media m JOIN media_fts f ON f.rowid = m.pk "
-                        "WHERE f.title IS NOT m.title AND substr(f.title, 1, "
-                        "length(m.title) + 1) IS NOT m.title || char(10)"
-                    )
-                )
-            ]
-        return KeywordIndexReport(missing, orphaned, stale)
+            return self.fulltext.check(conn)
 
     def rebuild_keyword_index(self) -> int:
-        count = 0
         with self.engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM media_fts")
             rows = conn.execute(text("SELECT pk, doc FROM media ORDER BY pk")).all()
-            for pk, doc in rows:
-                _insert_fts(conn, int(pk), MediaItem.model_validate_json(doc))
-                count += 1
-        return count
+            items = [(int(pk), MediaItem.model_validate_json(doc)) for pk, doc in rows]
+            return self.fulltext.rebuild(conn, items)
+
+
+class SQLiteRepository(SQLCatalog):
+    """The embedded default: the catalog on one SQLite file, full text in FTS5."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(open_sqlite(url), Fts5FullText())
 
 
 def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
