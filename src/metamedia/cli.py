@@ -34,6 +34,7 @@ from metamedia.services.demo_users import demo_users, load_demo_users
 from metamedia.services.evaluation import EvalReport, evaluate, load_eval_queries
 from metamedia.services.ingest import IngestReport
 from metamedia.services.runtime import Runtime
+from metamedia.services.store_transfer import migrate_store
 from metamedia.services.validation import describe_validation_error
 
 app = typer.Typer(
@@ -81,7 +82,16 @@ def _open(data_dir: Path | None) -> Runtime:
 @contextmanager
 def _session(data_dir: Path | None) -> Iterator[Runtime]:
     """An open runtime for one command; product errors become a clean exit 2."""
-    runtime = _open(data_dir)
+    with _runtime_session(_settings(data_dir)) as runtime:
+        yield runtime
+
+
+@contextmanager
+def _runtime_session(settings: Settings) -> Iterator[Runtime]:
+    try:
+        runtime = Runtime.open(settings)
+    except MetaMediaError as exc:
+        _fail(exc.message)
     try:
         yield runtime
     except MetaMediaError as exc:
@@ -424,7 +434,13 @@ def index_rebuild(data_dir: DataDirOption = None, as_json: JsonOption = False) -
 @index_app.command("check")
 def index_check(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Report items missing from, orphaned in, or stale in an index. Exit 1 if any."""
-    with _session(data_dir) as runtime:
+    if not _report_index_check(_settings(data_dir), as_json):
+        raise typer.Exit(1)
+
+
+def _report_index_check(settings: Settings, as_json: bool) -> bool:
+    """Check both indexes of the store `settings` name, print the result, say if healthy."""
+    with _runtime_session(settings) as runtime:
         vector = runtime.indexes.check()
         keyword = runtime.repo.check_keyword_index()
     healthy = vector.healthy and not (keyword.missing or keyword.orphaned or keyword.stale)
@@ -457,7 +473,55 @@ def index_check(data_dir: DataDirOption = None, as_json: JsonOption = False) -> 
             f"{len(keyword.orphaned)} orphaned, {len(keyword.stale)} stale"
         )
         console.print("[green]healthy[/]" if healthy else "[red]run `metamedia index rebuild`[/]")
-    if not healthy:
+    return healthy
+
+
+@app.command("migrate-store")
+def migrate_store_command(
+    to: Annotated[
+        str, typer.Option("--to", help="Target database URL, e.g. postgresql://user@host:5432/db")
+    ],
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy this data directory's store into an empty PostgreSQL database, then check it.
+
+    Afterwards, serve with METAMEDIA_DATABASE_URL set to the target and the same
+    data directory: the vector index files there stay valid for the copy.
+    """
+    settings = _settings(data_dir)
+    with Progress(*_progress_columns(), console=console, disable=as_json) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=total or 1)
+            bar.update(tasks[table], completed=done if total else 1)
+
+        try:
+            result = migrate_store(settings.resolved_database_url, to, progress)
+        except (ValueError, MetaMediaError) as exc:
+            _fail(f"migrate-store: {exc}")
+    summary = {
+        "source": result.source,
+        "target": result.target,
+        "rows": result.copy.rows,
+        "mismatched": {k: list(v) for k, v in result.copy.mismatched.items()},
+        "keyword_rows": result.keyword_rows,
+    }
+    if as_json:
+        _print_json(summary)
+    else:
+        table = Table("table", "rows copied")
+        for name, rows in result.copy.rows.items():
+            table.add_row(name, str(rows))
+        console.print(table)
+        for name, (left, right) in result.copy.mismatched.items():
+            console.print(f"[red]{name}: {left} rows in the source, {right} in the target[/]")
+    if not result.ok:
+        raise typer.Exit(1)
+    target = settings.model_copy(update={"database_url": to})
+    if not _report_index_check(target, as_json):
         raise typer.Exit(1)
 
 
