@@ -48,6 +48,17 @@ class IndexUnavailableError(MetaMediaError):
     status_code = 503
 
 
+class StoreUnavailableError(MetaMediaError):
+    """The database does not answer (stopped, restarting, unreachable): try again soon.
+
+    Answered as 503 with Retry-After; the service reconnects by itself when the
+    database is back, so nothing needs restarting.
+    """
+
+    status_code = 503
+    retry_after = 5
+
+
 class StaleMaskError(IndexUnavailableError):
     """A filter mask was made for an index that has since been rebuilt: its positions
     mean other items now. Retrying the query computes a fresh mask."""

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from metamedia.errors import MetaMediaError, RateLimitedError
+from metamedia.errors import MetaMediaError, RateLimitedError, StoreUnavailableError
 
 
 def error_body(
@@ -38,7 +38,7 @@ def install_error_handlers(app: FastAPI) -> None:
         _count(request, type(exc).__name__)
         details = [{"field": exc.field}] if exc.field else None
         headers = None
-        if isinstance(exc, RateLimitedError):
+        if isinstance(exc, RateLimitedError | StoreUnavailableError):
             headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(
             error_body(type(exc).__name__, exc.message, details),

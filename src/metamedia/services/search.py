@@ -15,6 +15,7 @@ against its best window.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -34,12 +35,15 @@ from metamedia.engine.payload import AttributeFilter
 from metamedia.engine.rank import Fused, RankedList, reciprocal_rank_fusion, weighted_fusion
 from metamedia.engine.ranker import LinearRanker
 from metamedia.engine.vectors import FloatArray
+from metamedia.errors import StoreUnavailableError
 from metamedia.services.batching import QueryBatcher
 from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ranker_model import load_ranker
 from metamedia.services.search_features import Candidates, build_candidates
 from metamedia.storage.roles import CatalogStore
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION_PREVIEW_CHARS = 300
 
@@ -88,7 +92,11 @@ class SearchService:
         """Results for one request; a repeat within the TTL at the same catalog version
         is served from the result cache (any catalog write changes the version)."""
         started = time.perf_counter()
-        self.indexes.sync()
+        try:
+            self.indexes.sync()
+        except StoreUnavailableError:
+            # The index answers as of its last sync; cached answers stay valid for it.
+            log.warning("catalog unavailable: searching the index as last synced")
         key = (self.indexes.watermark, request.model_dump_json())
         hit: SearchResponse | None = self.caches.search.get(key)
         if hit is not None:

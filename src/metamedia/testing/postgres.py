@@ -77,14 +77,21 @@ def _readable_by_others(path: Path) -> None:
 class PostgresServer:
     """initdb + pg_ctl on 127.0.0.1:port with trust auth; `url` is a SQLAlchemy URL."""
 
-    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, port: int | None = None, durable: bool = False
+    ) -> None:
         self.bin = binaries()
         self._own_dir = directory is None
         self.root = Path(directory or tempfile.mkdtemp(prefix="metamedia-pg-"))
+        self.root.mkdir(parents=True, exist_ok=True)
         self.pgdata = self.root / "data"
         self.log = self.root / "server.log"
         self.port = port or free_port()
         self.user = _service_user()
+        # Not durable: commits return before their WAL is written (fast tests). A test
+        # that crashes the server on purpose needs durable commits to check nothing
+        # acknowledged was lost.
+        self.durable = durable
 
     @property
     def url(self) -> str:
@@ -94,9 +101,13 @@ class PostgresServer:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str, timeout: float = 120) -> None:
+        # Drop root's groups too: a directory with no group access would otherwise
+        # refuse the server through root's group, whatever its "other" bits say.
         done = subprocess.run(
             [str(self.bin / args[0]), *args[1:]],
             user=self.user,
+            group=self.user,
+            extra_groups=None if self.user is None else [],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -134,10 +145,9 @@ class PostgresServer:
     def start(self) -> None:
         if not (self.pgdata / "PG_VERSION").exists():
             self.init()
-        options = (
-            f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log), "-o", options, "-w", "start"
         )
