@@ -1,4 +1,4 @@
-"""`python -m bench search|recommend|service|quality|train-ranker [...]`: command-line entry point.
+"""`python -m bench search|recommend|service|quality|storage|train-ranker [...]`: the CLI.
 
 Only argument parsing lives here; the sections live in their own modules so
 each can be read (and run from a REPL) on its own.
@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_recommend(commands)
     _add_service(commands)
     _add_quality(commands)
+    from bench.storage_bench import add_parser as add_storage
+
+    add_storage(commands)
     return parser
 
 
@@ -171,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         return service_bench.main(args)
     if args.command == "quality":
         return _run_quality(args, argv)
+    if args.command == "storage":
+        from bench import storage_bench
+
+        return storage_bench.main(args, raw)
     from bench import report as report_mod
     from bench.search_bench import Options, Sizes, run
 
