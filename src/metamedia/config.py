@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite file in data_dir."
     )
+    vector_store: Literal["memory", "pgvector"] = Field(
+        default="memory",
+        description="Where item-level nearest-neighbour searches (feed content candidates, "
+        "more like this) run: each process's in-memory index, or pgvector in the "
+        "PostgreSQL database (postgresql URLs only).",
+    )
     model_name: str = DEFAULT_MODEL
     embed_backend: str = Field(
         default="onnx",

@@ -190,18 +190,10 @@ class ContentSource:
     def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
         if ctx.direction is None:
             return []
-        # The nearest-neighbour step runs inside the index's own filter mask, with the
-        # seen items masked too, so `limit` unseen neighbours come back in one search.
-        allowed = self.indexes.mask(ctx.flt)
-        if ctx.seen:
-            positions = self.indexes.positions_array(np.fromiter(ctx.seen, dtype=np.int64))
-            allowed[positions[(positions >= 0) & (positions < allowed.shape[0])]] = False
-        hits = self.indexes.search(ctx.direction, limit, allowed)
-        return [
-            Candidate(pk, score, self.name)
-            for pk, score in zip(hits.keys.tolist(), hits.scores.tolist(), strict=True)
-            if pk not in ctx.seen
-        ]
+        # The nearest-neighbour step runs inside the viewer's filter with the seen items
+        # left out, so `limit` unseen neighbours come back in one search.
+        hits = self.indexes.nearest(ctx.direction, limit, ctx.flt, ctx.seen)
+        return [Candidate(pk, score, self.name) for pk, score in hits if pk not in ctx.seen]
 
 
 class CollaborativeSource:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,7 +33,7 @@ from metamedia.observability.metrics import observe_current
 from metamedia.services.caching import Caches
 from metamedia.services.item_vectors import ItemEncoder, ItemText
 from metamedia.storage.records import IndexRow
-from metamedia.storage.roles import CatalogStore
+from metamedia.storage.roles import CatalogStore, VectorStore
 from metamedia.storage.vector_files import VectorFileStore
 
 _GONE = ItemAttributes(type="", tenant="\x00removed")
@@ -89,8 +89,12 @@ class IndexManager:
         embedder: Embedder,
         settings: Settings,
         caches: Caches,
+        vector_store: VectorStore | None = None,
     ) -> None:
         self.repo = repo
+        # Item-level nearest neighbours in the database (pgvector) rather than in the
+        # in-memory index; None: the in-memory index answers them too.
+        self.vector_store = vector_store
         self.files = files
         self.embedder = embedder
         self.settings = settings
@@ -350,6 +354,21 @@ class IndexManager:
             found = index.search(query, k, allowed)
             observe_current("index_search", time.perf_counter() - started)
             return found
+
+    def nearest(
+        self, query: FloatArray, k: int, flt: AttributeFilter, exclude: Collection[int] = ()
+    ) -> list[tuple[int, float]]:
+        """The `k` items nearest `query` inside the filter, leaving out `exclude`, best
+        first: through the vector store when one is configured, else the index here."""
+        if self.vector_store is not None:
+            found = self.vector_store.search(query, k + len(exclude), flt)
+            return [(pk, score) for pk, score in found if pk not in exclude][:k]
+        allowed = self.mask(flt)
+        if exclude:
+            positions = self.positions_array(np.fromiter(exclude, dtype=np.int64))
+            allowed[positions[(positions >= 0) & (positions < allowed.shape[0])]] = False
+        hits = self.search(query, k, allowed)
+        return list(zip(hits.keys.tolist(), hits.scores.tolist(), strict=True))
 
     def _current(self, allowed: np.ndarray, positions: int) -> np.ndarray:
         """`allowed` brought up to the index's size: items written since the mask was

@@ -26,6 +26,11 @@ from metamedia.storage.roles import CatalogStore
 RECIPE = "passages-v1"
 
 
+def vector_space(embedder: Embedder) -> str:
+    """The name vectors are stored under: the model and the recipe that combined it."""
+    return f"{embedder.name}+{RECIPE}"
+
+
 @dataclass(frozen=True)
 class ItemText:
     """One item as the encoder sees it: its content hash, its passages and its title
@@ -69,7 +74,7 @@ class ItemEncoder:
     @property
     def space(self) -> str:
         """Storage key of this model + recipe (the `model` column of stored vectors)."""
-        return f"{self.embedder.name}+{RECIPE}"
+        return vector_space(self.embedder)
 
     def encode(
         self, items: Sequence[ItemText], known_items: set[str] | None = None

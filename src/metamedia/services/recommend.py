@@ -332,7 +332,6 @@ class RecommendService:
         query = np.mean(pos, axis=0)
         if neg:
             query = query - 0.5 * np.mean(neg, axis=0)
-        mask = self.indexes.mask(AttributeFilter(tenant=tenant, viewer=user))
         excluded = set(pk_of.values())
         direction = None
         if user is not None:
@@ -341,11 +340,10 @@ class RecommendService:
             direction = self.user_service.preference_direction(record)
             if direction is not None:
                 query = query + 0.3 * direction
-        for p in self.indexes.positions_of(sorted(excluded)).values():
-            mask[p] = False
         query_unit = normalize(query)[0]
-        hits = self.indexes.search(query_unit, limit, mask)
-        items = self.media.get_many(hits.keys.tolist())
+        flt = AttributeFilter(tenant=tenant, viewer=user)
+        hits = self.indexes.nearest(query_unit, limit, flt, excluded)
+        items = self.media.get_many([pk for pk, _ in hits])
         anchor = stored[media_id]
         title = anchor.item.title if anchor is not None else media_id
         reasons = [f"similar to {title}"]
@@ -353,7 +351,7 @@ class RecommendService:
             reasons.append("tuned to your taste")
         return [
             FeedItem(id=items[key].id, title=items[key].title, score=score, reasons=reasons)
-            for key, score in zip(hits.keys.tolist(), hits.scores.tolist(), strict=True)
+            for key, score in hits
             if key in items
         ]
 

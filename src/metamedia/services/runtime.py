@@ -17,6 +17,7 @@ from metamedia.services.experiments import ExperimentService
 from metamedia.services.indexing import IndexManager
 from metamedia.services.ingest import IngestService
 from metamedia.services.interaction_import import InteractionImporter
+from metamedia.services.item_vectors import vector_space
 from metamedia.services.live import LiveHub
 from metamedia.services.recommend import RecommendService
 from metamedia.services.refresh import FeedRefresher
@@ -85,12 +86,22 @@ class Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # Per-request matrices are small: threads would only spin against each other.
         threadpool_limits(limits=settings.blas_threads, user_api="blas")
-        stores = open_stores(settings.resolved_database_url)
-        repo = stores.catalog
         embedder = embedder or shared_embedder(settings)
+        stores = open_stores(
+            settings.resolved_database_url,
+            vector_store=settings.vector_store,
+            vector_model=vector_space(embedder),
+            dim=embedder.dim,
+        )
+        repo = stores.catalog
         caches = Caches(settings)
         indexes = IndexManager(
-            repo, VectorFileStore(settings.index_dir), embedder, settings, caches
+            repo,
+            VectorFileStore(settings.index_dir),
+            embedder,
+            settings,
+            caches,
+            vector_store=stores.vectors,
         )
         ingest = IngestService(
             repo, embedder, indexes, settings.rejects_dir, caches, settings.ingest_batch_size

@@ -12,9 +12,17 @@ from sqlalchemy.engine import Engine
 
 from metamedia.errors import InvalidRequestError
 from metamedia.storage.outage import translate_outages
+from metamedia.storage.pg_vectors import PgVectorStore
 from metamedia.storage.postgres import open_postgres
 from metamedia.storage.postgres_catalog import PostgresCatalog
-from metamedia.storage.roles import AuditLog, CatalogStore, ExperimentStore, KeyStore, UserStore
+from metamedia.storage.roles import (
+    AuditLog,
+    CatalogStore,
+    ExperimentStore,
+    KeyStore,
+    UserStore,
+    VectorStore,
+)
 from metamedia.storage.sql_experiments import SQLExperimentStore
 from metamedia.storage.sql_security import SQLAuditLog, SQLKeyStore
 from metamedia.storage.sql_users import SQLUserStore
@@ -34,38 +42,63 @@ class Stores:
     keys: KeyStore
     audit: AuditLog
     engine: Engine  # what statement timing (observability.sql) listens on
+    # The vector role when it lives in the database (pgvector); None: each process
+    # searches its own in-memory index, derived from the catalog.
+    vectors: VectorStore | None = None
 
     def close(self) -> None:
         self.catalog.close()
 
 
-def open_stores(url: str) -> Stores:
+def open_stores(
+    url: str, *, vector_store: str = "memory", vector_model: str = "", dim: int = 0
+) -> Stores:
     """Backends for `url` by its scheme: `sqlite:` (the embedded default) or
     `postgresql:` (a server shared by many replicas)."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme == "sqlite":
-        catalog = SQLiteRepository(url)
-        engine = catalog.engine
-        return Stores(
-            catalog=catalog,
-            users=SQLUserStore(engine),
-            experiments=SQLExperimentStore(engine),
-            keys=SQLKeyStore(engine),
-            audit=SQLAuditLog(engine),
-            engine=engine,
-        )
+        if vector_store != "memory":
+            raise InvalidRequestError(
+                f"vector store {vector_store!r} needs a postgresql:// database URL; "
+                "the embedded store keeps vectors in memory"
+            )
+        return _embedded(url)
     if scheme in ("postgresql", "postgres"):
-        engine = open_postgres(url)
-        translate_outages(engine)
-        return Stores(
-            catalog=PostgresCatalog(engine),
-            users=SQLUserStore(engine),
-            experiments=SQLExperimentStore(engine),
-            keys=SQLKeyStore(engine),
-            audit=SQLAuditLog(engine),
-            engine=engine,
-        )
+        return _server(url, vector_store == "pgvector", vector_model, dim)
     raise InvalidRequestError(
         f"database URL scheme {scheme!r} is not supported: use sqlite:///PATH "
         "or postgresql://USER@HOST:PORT/DB"
+    )
+
+
+def _embedded(url: str) -> Stores:
+    catalog = SQLiteRepository(url)
+    engine = catalog.engine
+    return Stores(
+        catalog=catalog,
+        users=SQLUserStore(engine),
+        experiments=SQLExperimentStore(engine),
+        keys=SQLKeyStore(engine),
+        audit=SQLAuditLog(engine),
+        engine=engine,
+    )
+
+
+def _server(url: str, pgvector: bool, vector_model: str, dim: int) -> Stores:
+    engine = open_postgres(url)
+    translate_outages(engine)
+    vectors = None
+    if pgvector:
+        vectors = PgVectorStore(engine, dim)
+        vectors.ensure_schema()
+    catalog = PostgresCatalog(engine, vectors, vector_model)
+    catalog.backfill_vectors()
+    return Stores(
+        catalog=catalog,
+        users=SQLUserStore(engine),
+        experiments=SQLExperimentStore(engine),
+        keys=SQLKeyStore(engine),
+        audit=SQLAuditLog(engine),
+        engine=engine,
+        vectors=vectors,
     )

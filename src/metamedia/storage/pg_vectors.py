@@ -147,27 +147,36 @@ class PgVectorStore:
         in one statement: text literals cost ~1.5 ms a row to format and parse, which
         made a 20k-row load take half a minute.
         """
-        latest = {int(pk): self._checked(vector) for pk, vector, _attrs in rows}
+        latest = {int(pk): vector for pk, vector, _attrs in rows}
         if not latest:
             return
         with self.engine.begin() as conn:
-            raw = conn.connection.driver_connection
-            assert isinstance(raw, psycopg.Connection)
-            register_vector(raw)
-            conn.exec_driver_sql(
-                f"CREATE TEMP TABLE {TABLE}_load (pk BIGINT, embedding vector({int(self.dim)})) "
-                "ON COMMIT DROP"
-            )
-            with raw.cursor() as cursor:
-                copy_sql = f"COPY {TABLE}_load (pk, embedding) FROM STDIN WITH (FORMAT BINARY)"
-                with cursor.copy(copy_sql) as copy:
-                    copy.set_types(["int8", "vector"])
-                    for pk, vector in latest.items():
-                        copy.write_row((pk, vector))
-            conn.exec_driver_sql(
-                f"INSERT INTO {TABLE} (pk, embedding) SELECT pk, embedding FROM {TABLE}_load "
-                "ON CONFLICT (pk) DO UPDATE SET embedding = EXCLUDED.embedding"
-            )
+            self.write(conn, latest)
+
+    def write(self, conn: Connection, vectors: dict[int, npt.NDArray[np.float32]]) -> None:
+        """Store or replace vectors inside the caller's transaction (the catalog writes
+        an item's vector in the transaction that writes the item)."""
+        latest = {int(pk): self._checked(vector) for pk, vector in vectors.items()}
+        if not latest:
+            return
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        register_vector(raw)
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {TABLE}_load "
+            f"(pk BIGINT, embedding vector({int(self.dim)})) ON COMMIT DROP"
+        )
+        conn.exec_driver_sql(f"TRUNCATE {TABLE}_load")  # a second write in one transaction
+        with raw.cursor() as cursor:
+            copy_sql = f"COPY {TABLE}_load (pk, embedding) FROM STDIN WITH (FORMAT BINARY)"
+            with cursor.copy(copy_sql) as copy:
+                copy.set_types(["int8", "vector"])
+                for pk, vector in latest.items():
+                    copy.write_row((pk, vector))
+        conn.exec_driver_sql(
+            f"INSERT INTO {TABLE} (pk, embedding) SELECT pk, embedding FROM {TABLE}_load "
+            "ON CONFLICT (pk) DO UPDATE SET embedding = EXCLUDED.embedding"
+        )
 
     def remove(self, pks: Sequence[int]) -> None:
         """Drop vectors; unknown pks are ignored."""

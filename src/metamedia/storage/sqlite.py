@@ -144,13 +144,28 @@ class SQLCatalog:
     ) -> list[WriteStatus]:
         """Upsert items, their new embeddings, FTS rows and outbox entries atomically."""
         statuses: list[WriteStatus] = []
+        written: dict[int, str] = {}
         now = time.time()
         with self.engine.begin() as conn:
             self._begin_write(conn)
             self._insert_embeddings(conn, model, embeddings_by_hash)
             for item in items:
-                statuses.append(self._upsert_one(conn, item, now))
+                status, pk = self._upsert_one(conn, item, now)
+                statuses.append(status)
+                if status != "unchanged":
+                    written[pk] = item.content_hash()
+            self._after_write(conn, written, embeddings_by_hash, model)
         return statuses
+
+    def _after_write(
+        self,
+        conn: Connection,
+        written: dict[int, str],
+        vectors: dict[str, npt.NDArray[np.float32]],
+        model: str,
+    ) -> None:
+        """Called inside a batch's transaction with the pks written (and their content
+        hashes): where a backend keeps more per item than the shared tables. Nothing here."""
 
     def stored_embeddings(
         self, model: str, content_hashes: Sequence[str]
@@ -191,14 +206,14 @@ class SQLCatalog:
             ],
         )
 
-    def _upsert_one(self, conn: Connection, item: MediaItem, now: float) -> WriteStatus:
+    def _upsert_one(self, conn: Connection, item: MediaItem, now: float) -> tuple[WriteStatus, int]:
         row_hash = item.row_hash()
         existing = conn.execute(
             text("SELECT pk, row_hash FROM media WHERE tenant = :t AND external_id = :e"),
             {"t": item.tenant, "e": item.id},
         ).first()
         if existing is not None and existing[1] == row_hash:
-            return "unchanged"
+            return "unchanged", int(existing[0])
         values: dict[str, Any] = {
             "tenant": item.tenant,
             "external_id": item.id,
@@ -240,7 +255,7 @@ class SQLCatalog:
             )
         self.fulltext.index(conn, pk, item)
         conn.execute(outbox.insert().values(pk=pk, op="upsert", at=now))
-        return status
+        return status, pk
 
     def delete(self, tenant: str, external_id: str) -> bool:
         with self.engine.begin() as conn:
