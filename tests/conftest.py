@@ -55,6 +55,10 @@ def make_runtime(tmp_path: Path, embedder: Embedder) -> Iterator[Any]:
 
     def _make(data_dir: Path | None = None, **overrides: Any) -> Runtime:
         overrides.setdefault("admin_key", ADMIN_KEY)
+        # The memory governor reads this process's RSS, which in a test run holds every
+        # fixture's catalogs and models: caches would shed at random. Tests of the
+        # governor set a limit of their own.
+        overrides.setdefault("memory_limit_mb", 0)
         settings = Settings(data_dir=data_dir or tmp_path / "data", **overrides)
         runtime = Runtime.open(settings, embedder=embedder)
         opened.append(runtime)

@@ -182,7 +182,9 @@ def test_a_data_dir_from_before_release_years_gains_the_table_on_open(
     old.close()
     database = old.settings.resolved_database_url.removeprefix("sqlite:///")
     with closing(sqlite3.connect(database)) as conn:
-        conn.execute("DROP TABLE media_year")  # as made before the table existed
+        # As made before the table existed, which was also before migrations.
+        conn.execute("DROP TABLE media_year")
+        conn.execute("DROP TABLE alembic_version")
         conn.commit()
     reopened: Runtime = fast_runtime("old")
     report = _ingest(reopened, write_jsonl(tmp_path / "b.jsonl", [ORIGINAL, RERELEASE]))
