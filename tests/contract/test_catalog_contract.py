@@ -165,3 +165,46 @@ def test_keyword_search_agrees_across_backends(postgres_url: str, tmp_path: Path
     finally:
         embedded.close()
         server.close()
+
+
+def test_feed_rankings_are_identical_across_backends(postgres_url: str, tmp_path: Path) -> None:
+    """The feed's ordered sources read these; both stores must rank the same way."""
+    items = demo_items()
+    embedded = open_stores(f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    server = open_stores(postgres_url)
+    try:
+        for stores in (embedded, server):
+            stores.catalog.write_batch(items, {}, "none")
+        ids = {
+            name: {
+                row.pk: row.attributes
+                for batch in stores.catalog.iter_index_rows("none")
+                for row in batch
+            }
+            for name, stores in (("sqlite", embedded), ("postgresql", server))
+        }
+        assert list(ids["sqlite"]) == list(ids["postgresql"])  # same pks, same order
+        for flt in (
+            AttributeFilter("default"),
+            AttributeFilter("default", viewer="ana", max_maturity=2),
+            AttributeFilter("default", genres=("drama",), year_min=1990),
+        ):
+            for method in ("most_popular", "newest"):
+                a = getattr(embedded.catalog, method)(flt, 40)
+                b = getattr(server.catalog, method)(flt, 40)
+                assert a == b, (method, flt)
+                assert all(attributes_match(flt, ids["sqlite"][pk]) for pk in a)
+            some = list(ids["sqlite"])[::3]
+            assert embedded.catalog.visible_pks(flt, some) == server.catalog.visible_pks(flt, some)
+        pks = list(ids["sqlite"])[:50]
+        assert embedded.catalog.ranking_rows(pks).keys() == server.catalog.ranking_rows(pks).keys()
+        for pk, row in embedded.catalog.ranking_rows(pks).items():
+            other = server.catalog.ranking_rows([pk])[pk]
+            assert (row.popularity, row.released, row.language) == (
+                other.popularity,
+                other.released,
+                other.language,
+            )
+    finally:
+        embedded.close()
+        server.close()

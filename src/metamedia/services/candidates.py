@@ -106,14 +106,28 @@ def _unseen(pks: list[int], ctx: CandidateContext, limit: int) -> list[int]:
     return [pk for pk in pks if pk not in ctx.seen][:limit]
 
 
-class CatalogRankings:
-    """Catalog rankings (pks, best first) by (ranking, filter, catalog version).
+Visible = Callable[[AttributeFilter, list[int]], set[int]]  # which of these pass a filter
 
-    Each entry keeps the longest list asked for; a longer request (a user who has
-    seen more) ranks again for twice as many. Bounded, least recently used out.
+
+class CatalogRankings:
+    """Catalog rankings (pks, best first) by (ranking, shared filter, catalog version).
+
+    A ranking is computed once for the filter without the viewer's own parts
+    (maturity limit, blocked owners, and visibility as the viewer unless some
+    private item is visible to them), so the users of a tenant share it; each
+    user's list is that one with their filter applied by `visible`. Each entry
+    keeps the longest list asked for; a longer request ranks again for twice as
+    many. Bounded, least recently used out.
     """
 
-    def __init__(self, entries: int = 512) -> None:
+    def __init__(
+        self,
+        visible: Visible,
+        shares_private: Callable[[AttributeFilter], bool],
+        entries: int = 512,
+    ) -> None:
+        self.visible = visible
+        self.shares_private = shares_private
         self.entries = entries
         self._lock = threading.Lock()
         self._data: OrderedDict[tuple[str, AttributeFilter, int], tuple[int, list[int]]] = (
@@ -128,14 +142,37 @@ class CatalogRankings:
         n: int,
         rank: Callable[[AttributeFilter, int], list[int]],
     ) -> list[int]:
-        """The first `n` of `rank(flt, ...)`, from the cache while the catalog is unchanged."""
-        key = (name, flt, ctx.catalog_version)
+        """The first `n` of `rank` within `flt`, from the cache while the catalog is unchanged."""
+        viewer = flt.viewer if flt.viewer is not None and self.shares_private(flt) else None
+        shared = replace(flt, viewer=viewer, max_maturity=None, blocked_owners=())
+        asked = n
+        while True:
+            pks, whole = self._ranked(name, shared, ctx.catalog_version, asked, rank)
+            if shared == flt:
+                return pks[:n]
+            allowed = self.visible(flt, pks)
+            kept = [pk for pk in pks if pk in allowed]
+            if len(kept) >= n or whole:
+                return kept[:n]
+            asked = 2 * len(pks)
+
+    def _ranked(
+        self,
+        name: str,
+        flt: AttributeFilter,
+        version: int,
+        n: int,
+        rank: Callable[[AttributeFilter, int], list[int]],
+    ) -> tuple[list[int], bool]:
+        """At least the first `n` of the ranking (more when cached), and whether that is
+        every item the filter passes."""
+        key = (name, flt, version)
         with self._lock:
             hit = self._data.get(key)
             if hit is not None:
                 self._data.move_to_end(key)
         if hit is not None and (hit[0] >= n or len(hit[1]) < hit[0]):
-            return hit[1][:n]  # long enough, or already the whole filtered catalog
+            return hit[1], len(hit[1]) < hit[0]
         asked = max(n, 2 * hit[0]) if hit is not None else n
         pks = rank(flt, asked)
         with self._lock:
@@ -143,7 +180,7 @@ class CatalogRankings:
             self._data.move_to_end(key)
             while len(self._data) > self.entries:
                 self._data.popitem(last=False)
-        return pks[:n]
+        return pks, len(pks) < asked
 
 
 class RankingRows:
@@ -201,8 +238,8 @@ class CollaborativeSource:
 
     name = "collaborative"
 
-    def __init__(self, media: CatalogStore) -> None:
-        self.media = media
+    def __init__(self, visible: Visible) -> None:
+        self.visible = visible
 
     def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
         keys, scores = ctx.collab_ranked
@@ -210,11 +247,11 @@ class CollaborativeSource:
             unseen = ~np.isin(keys, np.fromiter(ctx.seen, dtype=np.int64))
             keys, scores = keys[unseen], scores[unseen]
         out: list[Candidate] = []
-        # Best first, a batch at a time: most items are visible, so one query.
+        # Best first, a batch at a time: most items are visible, so one check.
         batch = limit + max(limit // 4, 25)
         for start in range(0, keys.shape[0] if limit > 0 else 0, batch):
             chunk = keys[start : start + batch].tolist()
-            visible = self.media.visible_pks(ctx.flt, chunk)
+            visible = self.visible(ctx.flt, chunk)
             chunk_scores = scores[start : start + batch].tolist()
             out += [
                 Candidate(pk, score, self.name)
@@ -247,9 +284,9 @@ class TrendingSource:
 
     name = "trending"
 
-    def __init__(self, users: UserStore, media: CatalogStore) -> None:
+    def __init__(self, users: UserStore, visible: Visible) -> None:
         self.users = users
-        self.media = media
+        self.visible = visible
 
     def counts(self, ctx: CandidateContext, limit: int) -> dict[int, int]:
         """This week's counts for the tenant, visible or not, fetched once per context:
@@ -264,7 +301,7 @@ class TrendingSource:
     def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
         counts = self.counts(ctx, limit)
         ranked = [pk for pk in counts if pk not in ctx.seen]
-        visible = self.media.visible_pks(ctx.flt, ranked) if ranked else set()
+        visible = self.visible(ctx.flt, ranked) if ranked else set()
         kept = [pk for pk in ranked if pk in visible][:limit]
         return [Candidate(pk, float(counts[pk]), self.name) for pk in kept]
 

@@ -117,12 +117,12 @@ class RecommendService:
         self.registry = registry
         self.weights = weights or FeedWeights()
         self.caches = caches
-        self.trending = TrendingSource(users, media)
-        rankings = CatalogRankings()
+        self.trending = TrendingSource(users, indexes.visible)
+        rankings = CatalogRankings(indexes.visible, indexes.shares_private)
         self.rows = RankingRows(media)
         self.sources: list[CandidateSource] = [
             ContentSource(indexes),
-            CollaborativeSource(media),
+            CollaborativeSource(indexes.visible),
             PopularSource(media, rankings),
             self.trending,
             FreshSource(media, rankings),

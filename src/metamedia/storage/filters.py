@@ -1,9 +1,14 @@
 """The filter model (`AttributeFilter`) as a SQL predicate: the relational evaluator.
 
 The same text runs on SQLite and PostgreSQL (plain SQL-92 with bound
-parameters). The in-memory payload mask (`engine/payload.py`) and the reference
-predicate (`engine.payload.attributes_match`) evaluate the same model; a
-property-based test checks all of them agree on random filters.
+parameters). Multi-valued fields are tested with uncorrelated `pk IN (SELECT …)`
+rather than correlated EXISTS: both databases then build the set once per query
+(PostgreSQL a hashed subplan) instead of probing the link table once per row,
+which on PostgreSQL made a one-decade filter over 36k films cost tens of ms.
+
+The in-memory payload mask (`engine/payload.py`) and the reference predicate
+(`engine.payload.attributes_match`) evaluate the same model; a property-based
+test checks all of them agree on random filters.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ def filter_sql(flt: AttributeFilter, alias: str = "m") -> tuple[str, dict[str, A
         clauses.append(f"{m}.visibility = 'public'")
     else:
         clauses.append(
-            f"({m}.visibility = 'public' OR {m}.owner = :f_viewer OR EXISTS "
-            f"(SELECT 1 FROM media_viewer v WHERE v.pk = {m}.pk AND v.viewer = :f_viewer))"
+            f"({m}.visibility = 'public' OR {m}.owner = :f_viewer OR {m}.pk IN "
+            f"(SELECT v.pk FROM media_viewer v WHERE v.viewer = :f_viewer))"
         )
         params["f_viewer"] = flt.viewer
 
@@ -50,8 +55,8 @@ def filter_sql(flt: AttributeFilter, alias: str = "m") -> tuple[str, dict[str, A
             params["f_year_max"] = flt.year_max
         in_range = " AND ".join(bounds)
         clauses.append(
-            f"({in_range.format(col=f'{m}.year')} OR EXISTS (SELECT 1 FROM media_year y "
-            f"WHERE y.pk = {m}.pk AND {in_range.format(col='y.year')}))"
+            f"({in_range.format(col=f'{m}.year')} OR {m}.pk IN (SELECT y.pk FROM media_year y "
+            f"WHERE {in_range.format(col='y.year')}))"
         )
     if flt.min_rating is not None:
         clauses.append(f"{m}.rating >= :f_min_rating")
@@ -71,13 +76,13 @@ def filter_sql(flt: AttributeFilter, alias: str = "m") -> tuple[str, dict[str, A
         params["f_max_maturity"] = flt.max_maturity
     if flt.genres:
         clauses.append(
-            f"EXISTS (SELECT 1 FROM media_genre g WHERE g.pk = {m}.pk AND "
+            f"{m}.pk IN (SELECT g.pk FROM media_genre g WHERE "
             + in_list("g.genre", "genre", flt.genres)
             + ")"
         )
     if flt.platforms:
         clauses.append(
-            f"EXISTS (SELECT 1 FROM media_platform p WHERE p.pk = {m}.pk AND "
+            f"{m}.pk IN (SELECT p.pk FROM media_platform p WHERE "
             + in_list("p.platform", "plat", flt.platforms)
             + ")"
         )
