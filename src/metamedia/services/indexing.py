@@ -522,17 +522,6 @@ class IndexManager:
             _ = self.index
             return self._payload.labels("genre")
 
-    def popularity(self) -> np.ndarray:
-        with self._lock:
-            _ = self.index
-            return self._payload.popularity().copy()
-
-    def label_mask(self, field: str, values: tuple[str, ...]) -> np.ndarray:
-        """Positions whose genre / platform / language is one of `values`."""
-        with self._lock:
-            _ = self.index
-            return self._payload.label_mask(field, values)
-
     def facet_counts(self, flt: AttributeFilter, field: str) -> dict[str, int]:
         """Live items passing `flt` per value of `field` (type, genre, platform or
         language), zero counts left out: the numbers a filter form shows beside its
@@ -579,17 +568,6 @@ class IndexManager:
     def keys_at(self, positions: np.ndarray) -> np.ndarray:
         with self._lock:
             return self.index.key_at(positions)
-
-    def similarities(self, query: FloatArray, keys: list[int]) -> dict[int, float]:
-        with self._lock:
-            index = self.index
-            vectors = index.vectors()
-            out = {}
-            for key in keys:
-                pos = index.position_of(key)
-                if pos is not None:
-                    out[key] = float(vectors[pos] @ query)
-            return out
 
     # -- consistency --------------------------------------------------------
 

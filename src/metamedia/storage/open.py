@@ -73,15 +73,7 @@ def open_stores(
 
 def _embedded(url: str) -> Stores:
     catalog = SQLiteRepository(url)
-    engine = catalog.engine
-    return Stores(
-        catalog=catalog,
-        users=SQLUserStore(engine),
-        experiments=SQLExperimentStore(engine),
-        keys=SQLKeyStore(engine),
-        audit=SQLAuditLog(engine),
-        engine=engine,
-    )
+    return _on_one_engine(catalog, catalog.engine, None)
 
 
 def _server(url: str, pgvector: bool, vector_model: str, dim: int) -> Stores:
@@ -93,6 +85,11 @@ def _server(url: str, pgvector: bool, vector_model: str, dim: int) -> Stores:
         vectors.ensure_schema()
     catalog = PostgresCatalog(engine, vectors, vector_model)
     catalog.backfill_vectors()
+    return _on_one_engine(catalog, engine, vectors)
+
+
+def _on_one_engine(catalog: CatalogStore, engine: Engine, vectors: VectorStore | None) -> Stores:
+    """The relational roles besides the catalog are one SQL code path on either database."""
     return Stores(
         catalog=catalog,
         users=SQLUserStore(engine),
