@@ -157,7 +157,9 @@ class PayloadColumns:
         self._year = np.full(cap, UNKNOWN, dtype=np.int32)
         # Other release years, UNKNOWN-padded; as wide as the most any item has (often 0).
         self._release_years = np.full((cap, 0), UNKNOWN, dtype=np.int32)
-        self._rating = np.full(cap, np.nan, dtype=np.float32)
+        # float64 like the stored column: a float32 copy rounds a minimum of 1e-81 to 0
+        # and let a 0.0 rating pass where the SQL and the reference predicate refuse it.
+        self._rating = np.full(cap, np.nan, dtype=np.float64)
         self._popularity = np.zeros(cap, dtype=np.float32)
         self._maturity = np.full(cap, UNKNOWN, dtype=np.int8)
         self._private = np.zeros(cap, dtype=np.bool_)
@@ -182,7 +184,7 @@ class PayloadColumns:
             grown = np.full(new_cap, UNKNOWN, dtype=old.dtype)
             grown[:cap] = old
             setattr(self, name, grown)
-        rating = np.full(new_cap, np.nan, dtype=np.float32)
+        rating = np.full(new_cap, np.nan, dtype=np.float64)
         rating[:cap] = self._rating
         self._rating = rating
         popularity = np.zeros(new_cap, dtype=np.float32)
