@@ -56,6 +56,7 @@ from bench.timing import summarize
 from metamedia.domain import MediaItem
 from metamedia.engine.payload import AttributeFilter, attributes_match
 from metamedia.services.store_transfer import migrate_store
+from metamedia.storage.filters import filter_sql
 from metamedia.storage.memory_vectors import MemoryVectorStore
 from metamedia.storage.open import open_stores
 from metamedia.storage.pg_vectors import PgVectorStore
@@ -299,7 +300,7 @@ def vector_search(
     }
     for name, flt in _filters(items).items():
         allowed = np.array([attributes_match(flt, attrs_by_pk[int(k)]) for k in keys])
-        where, params = _raw_where(flt)
+        where, params = filter_sql(flt)
         section: dict[str, Any] = {
             "passing_rows": int(allowed.sum()),
             "passing_share": round(float(allowed.mean()), 4),
@@ -340,12 +341,6 @@ def vector_search(
     results["pg_plans"] = dict(pg.plans)
     stores.close()
     return results
-
-
-def _raw_where(flt: AttributeFilter) -> tuple[str, dict[str, Any]]:
-    from metamedia.storage.filters import filter_sql
-
-    return filter_sql(flt)
 
 
 def _pks(store: MemoryVectorStore | PgVectorStore, flt: AttributeFilter, q: Vector) -> list[int]:

@@ -72,6 +72,7 @@ class CandidateContext:
     catalog_version: int = 0  # CatalogStore.last_change(): rankings older than it are stale
     ease: EaseModel | None = None
     trending_counts: dict[int, int] | None = None  # filled by TrendingSource.counts
+    shares_private: bool | None = None  # filled by CatalogRankings.top, once per feed
 
     @cached_property
     def collab_ranked(self) -> tuple[npt.NDArray[np.int64], FloatArray]:
@@ -143,7 +144,11 @@ class CatalogRankings:
         rank: Callable[[AttributeFilter, int], list[int]],
     ) -> list[int]:
         """The first `n` of `rank` within `flt`, from the cache while the catalog is unchanged."""
-        viewer = flt.viewer if flt.viewer is not None and self.shares_private(flt) else None
+        if ctx.shares_private is None:
+            # Asked of the viewer's whole filter once: a source's narrower filter passes
+            # no private item the whole one does not.
+            ctx.shares_private = ctx.flt.viewer is not None and self.shares_private(ctx.flt)
+        viewer = flt.viewer if ctx.shares_private else None
         shared = replace(flt, viewer=viewer, max_maturity=None, blocked_owners=())
         asked = n
         while True:

@@ -164,25 +164,21 @@ class PostgresFullText:
         ][:MAX_QUERY_LEXEMES]
         if not lexemes:
             return []
-        # Document frequencies within the filter's tenant: one GIN probe per lexeme.
+        # Document frequencies within the filter's tenant (one GIN probe per lexeme),
+        # and the tenant's size, in one round trip.
         stats = conn.execute(
             text(
                 "SELECT l.lexeme, (SELECT count(*) FROM media_text t JOIN media m ON m.pk = t.pk "
                 "WHERE m.tenant = :f_tenant AND "
-                "t.tsv @@ to_tsquery('simple', quote_literal(l.lexeme))) "
+                "t.tsv @@ to_tsquery('simple', quote_literal(l.lexeme))), "
+                "(SELECT count(*) FROM media WHERE tenant = :f_tenant) "
                 "FROM unnest(CAST(:lexemes AS text[])) AS l(lexeme)"
             ),
             {"f_tenant": params["f_tenant"], "lexemes": lexemes},
         ).all()
-        total = int(
-            conn.execute(
-                text("SELECT count(*) FROM media WHERE tenant = :f_tenant"),
-                {"f_tenant": params["f_tenant"]},
-            ).scalar_one()
-        )
         terms: list[str] = []
         bind: dict[str, Any] = {}
-        for i, (lexeme, df) in enumerate(stats):
+        for i, (lexeme, df, total) in enumerate(stats):
             if not df:
                 continue
             idf = math.log(1.0 + (total - df + 0.5) / (df + 0.5))
@@ -193,11 +189,7 @@ class PostgresFullText:
             )
         if not terms:
             return []
-        any_term = " || ".join(
-            f"to_tsquery('simple', quote_literal(:lx{i}))"
-            for i in range(len(stats))
-            if f"lx{i}" in bind
-        )
+        any_term = " || ".join(f"to_tsquery('simple', quote_literal(:{name}))" for name in bind)
         rows = conn.execute(
             text(
                 f"SELECT m.pk, ({' + '.join(terms)}) AS score FROM media_text t "

@@ -50,8 +50,8 @@ class PostgresCatalog(SQLCatalog):
     ) -> None:
         if self.vectors is None or model != self.vector_model or not written:
             return
-        missing = sorted({h for h in written.values() if h not in vectors})
-        found = dict(vectors)
+        found = {h: vectors[h] for h in written.values() if h in vectors}
+        missing = sorted({h for h in written.values() if h not in found})
         if missing:
             rows = conn.execute(
                 text(

@@ -38,10 +38,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from metamedia.storage.sql_migrate import upgrade_database
 
-# The 'schema_version' row of `meta`, written by the baseline revision; Alembic's
-# alembic_version table is what tracks the schema since.
-SCHEMA_VERSION = 1
-
 metadata = MetaData()
 
 media = Table(
@@ -242,14 +238,6 @@ experiment_outcomes = Table(
     Column("count", Integer, nullable=False),
     Column("first_ts", Float, nullable=False),
 )
-
-# SQLite's keyword index (storage/fulltext.py); created by the baseline revision.
-FTS_DDL = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS media_fts USING fts5("
-    "title, description, people, tags, genres, "
-    "tokenize = 'porter unicode61 remove_diacritics 2')"
-)
-
 
 _WRITE_LOCKS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
