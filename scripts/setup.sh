@@ -24,3 +24,14 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "setup: chromium is not installed (needs root and apt-get); the browser tests will fail" >&2
   fi
 fi
+# Redis (shared cache, rate limits, pub/sub, streams) is Debian's redis-server; the
+# tests start their own on a free loopback port. Install it when missing and we may.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 \
+      || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1; } \
+      || echo "setup: could not install redis-server with apt-get; the Redis tests will fail" >&2
+  else
+    echo "setup: redis-server is not installed (needs root and apt-get); the Redis tests will fail" >&2
+  fi
+fi

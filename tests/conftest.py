@@ -16,6 +16,7 @@ from metamedia.config import Settings
 from metamedia.engine.embed import Embedder
 from metamedia.services.runtime import Runtime, shared_embedder
 from metamedia.testing.postgres import PostgresServer
+from metamedia.testing.redis import RedisServer
 
 DEMO_CATALOG = Path(__file__).resolve().parents[1] / "src" / "metamedia" / "demo" / "catalog.jsonl"
 
@@ -41,6 +42,33 @@ def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest
     """A fresh database (vector and unaccent installed) for one test."""
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
     return postgres_server.create_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real `redis-server` for the run, on a free loopback port, persistence off.
+
+    A server that cannot start (not installed, will not answer) fails the tests
+    that need it: never a skip. Tests that stop Redis start a `RedisServer` of
+    their own, so this one stays up for everyone else.
+    """
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server's URL, emptied first: no test sees another's keys."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")
