@@ -36,6 +36,13 @@ class Settings(BaseSettings):
         "more like this) run: each process's in-memory index, or pgvector in the "
         "PostgreSQL database (postgresql URLs only).",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis:// (or rediss://) URL shared by every replica: the caches' shared "
+        "tier, rate limits, pub/sub invalidation and live-push fan-out, the user-event "
+        "stream. None: everything stays in this process (the embedded default). Shown "
+        "only redacted.",
+    )
     model_name: str = DEFAULT_MODEL
     embed_backend: str = Field(
         default="onnx",
@@ -245,6 +252,16 @@ class Settings(BaseSettings):
             parse_many(value)
         except ValueError as exc:
             raise ValueError(f"rate limit {value!r} is not like '600/minute': {exc}") from exc
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.split(":", 1)[0].lower()
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
         return value
 
     @property
