@@ -12,12 +12,14 @@ from sqlalchemy.engine import Engine
 
 from metamedia.errors import InvalidRequestError
 from metamedia.storage.outage import translate_outages
+from metamedia.storage.pg_backup import PostgresBackup
 from metamedia.storage.pg_vectors import PgVectorStore
 from metamedia.storage.postgres import open_postgres
 from metamedia.storage.postgres_catalog import PostgresCatalog
 from metamedia.storage.roles import (
     AuditLog,
     CatalogStore,
+    DatabaseBackup,
     ExperimentStore,
     KeyStore,
     UserStore,
@@ -27,9 +29,10 @@ from metamedia.storage.sql_experiments import SQLExperimentStore
 from metamedia.storage.sql_security import SQLAuditLog, SQLKeyStore
 from metamedia.storage.sql_users import SQLUserStore
 from metamedia.storage.sqlite import SQLiteRepository
+from metamedia.storage.sqlite_backup import SQLiteBackup
 from metamedia.storage.urls import redact_url
 
-__all__ = ["Stores", "open_stores", "redact_url"]
+__all__ = ["Stores", "open_backup", "open_stores", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,29 @@ class Stores:
         self.catalog.close()
 
 
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def open_backup(url: str) -> DatabaseBackup:
+    """The backup role for the database at `url` (`metamedia backup` / `restore`).
+
+    Opens no engine and runs no migration: backing up never changes the source.
+    """
+    scheme = _scheme(url)
+    if scheme == "sqlite":
+        return SQLiteBackup(url)
+    if scheme in ("postgresql", "postgres"):
+        return PostgresBackup(url)
+    raise _unsupported(scheme)
+
+
 def open_stores(
     url: str, *, vector_store: str = "memory", vector_model: str = "", dim: int = 0
 ) -> Stores:
     """Backends for `url` by its scheme: `sqlite:` (the embedded default) or
     `postgresql:` (a server shared by many replicas)."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = _scheme(url)
     if scheme == "sqlite":
         if vector_store != "memory":
             raise InvalidRequestError(
@@ -65,10 +85,7 @@ def open_stores(
         return _embedded(url)
     if scheme in ("postgresql", "postgres"):
         return _server(url, vector_store == "pgvector", vector_model, dim)
-    raise InvalidRequestError(
-        f"database URL scheme {scheme!r} is not supported: use sqlite:///PATH "
-        "or postgresql://USER@HOST:PORT/DB"
-    )
+    raise _unsupported(scheme)
 
 
 def _embedded(url: str) -> Stores:
@@ -86,6 +103,13 @@ def _server(url: str, pgvector: bool, vector_model: str, dim: int) -> Stores:
     catalog = PostgresCatalog(engine, vectors, vector_model)
     catalog.backfill_vectors()
     return _on_one_engine(catalog, engine, vectors)
+
+
+def _unsupported(scheme: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"database URL scheme {scheme!r} is not supported: use sqlite:///PATH "
+        "or postgresql://USER@HOST:PORT/DB"
+    )
 
 
 def _on_one_engine(catalog: CatalogStore, engine: Engine, vectors: VectorStore | None) -> Stores:

