@@ -19,13 +19,13 @@ from metamedia.services.ingest import IngestService
 from metamedia.services.interaction_import import InteractionImporter
 from metamedia.services.item_vectors import vector_space
 from metamedia.services.live import LiveHub
-from metamedia.services.recommend import RecommendService
+from metamedia.services.recommend import FeedPage, RecommendService
 from metamedia.services.refresh import FeedRefresher
 from metamedia.services.search import SearchService
 from metamedia.services.training import ModelRegistry, ThemeService, TrainingService
 from metamedia.services.users import UserService
 from metamedia.storage.model_files import ModelStore
-from metamedia.storage.open import Stores, open_stores, redact_url
+from metamedia.storage.open import SharedServices, Stores, open_shared, open_stores, redact_url
 from metamedia.storage.roles import CatalogStore
 from metamedia.storage.vector_files import VectorFileStore
 
@@ -70,6 +70,8 @@ class Runtime:
     live: LiveHub
     refresher: FeedRefresher
     experiments: ExperimentService
+    # Redis, when configured: what replicas share beside the database.
+    shared: SharedServices | None = None
 
     def train(self, tenant: str = "default") -> dict[str, Any]:
         """Fit the collaborative model and the themes for a tenant (`metamedia train`)."""
@@ -94,7 +96,8 @@ class Runtime:
             dim=embedder.dim,
         )
         repo = stores.catalog
-        caches = Caches(settings)
+        shared = open_shared(settings.redis_url) if settings.redis_url else None
+        caches = Caches(settings, shared.cache if shared else None, FeedPage)
         indexes = IndexManager(
             repo,
             VectorFileStore(settings.index_dir),
@@ -116,6 +119,7 @@ class Runtime:
         training = TrainingService(repo, user_repo, indexes, models)
         themes = ThemeService(registry, repo, indexes)
         users.on_erase(recommend.forget_user)
+        users.on_erase(caches.forget_user)
         users.on_change(lambda change: recommend.user_changed(change.tenant, change.user))
         importer = InteractionImporter(users)
         bootstrap = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -159,6 +163,7 @@ class Runtime:
             live,
             refresher,
             experiments=experiments,
+            shared=shared,
         )
 
     def stats(self) -> dict[str, Any]:
@@ -167,6 +172,7 @@ class Runtime:
         return {
             "data_dir": str(self.settings.data_dir),
             "database": redact_url(self.settings.resolved_database_url),
+            "redis": self.shared.url if self.shared else None,
             "items": self.repo.count(),
             "model": self.embedder.name,
             "dimension": self.embedder.dim,
@@ -186,3 +192,5 @@ class Runtime:
         self.indexes.flush()
         self.experiments.close()
         self.stores.close()
+        if self.shared is not None:
+            self.shared.close()

@@ -266,6 +266,12 @@ class CachePool:
         self.caches[name] = created
         return created
 
+    def add(self, cache: MemoryCache[Any]) -> None:
+        """Register a cache made elsewhere (a tiered one) under this budget."""
+        if cache.name in self.caches:
+            raise ValueError(f"cache {cache.name!r} already exists")
+        self.caches[cache.name] = cache
+
     @property
     def bytes(self) -> int:
         return sum(cache.bytes for cache in self.caches.values())

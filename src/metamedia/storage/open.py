@@ -6,6 +6,7 @@ contract forbids importing a backend module from anywhere but here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -16,8 +17,11 @@ from metamedia.storage.pg_backup import PostgresBackup
 from metamedia.storage.pg_vectors import PgVectorStore
 from metamedia.storage.postgres import open_postgres
 from metamedia.storage.postgres_catalog import PostgresCatalog
+from metamedia.storage.redis_cache import RedisCache
+from metamedia.storage.redis_link import RedisLink
 from metamedia.storage.roles import (
     AuditLog,
+    CacheStore,
     CatalogStore,
     DatabaseBackup,
     ExperimentStore,
@@ -32,7 +36,7 @@ from metamedia.storage.sqlite import SQLiteRepository
 from metamedia.storage.sqlite_backup import SQLiteBackup
 from metamedia.storage.urls import redact_url
 
-__all__ = ["Stores", "open_backup", "open_stores", "redact_url"]
+__all__ = ["SharedServices", "Stores", "open_backup", "open_shared", "open_stores", "redact_url"]
 
 
 @dataclass(frozen=True)
@@ -122,4 +126,30 @@ def _on_one_engine(catalog: CatalogStore, engine: Engine, vectors: VectorStore |
         audit=SQLAuditLog(engine),
         engine=engine,
         vectors=vectors,
+    )
+
+
+@dataclass(frozen=True)
+class SharedServices:
+    """What replicas share beside the database (Redis): the caches' shared tier.
+
+    Every part is best-effort: while Redis is down each answers as if it were
+    empty (`status()` says 'degraded'), and each recovers on its own.
+    """
+
+    url: str  # redacted: safe to log and show
+    cache: CacheStore
+    status: Callable[[], str]
+    close: Callable[[], None]
+
+
+def open_shared(url: str) -> SharedServices:
+    """The shared services for a `redis://` URL. Connects lazily: a Redis that is down
+    at start-up degrades the service instead of stopping it."""
+    link = RedisLink(url)
+    return SharedServices(
+        url=link.shown_url,
+        cache=RedisCache(link),
+        status=link.status,
+        close=link.close,
     )
