@@ -325,6 +325,7 @@ class ExperimentService:
         self.repo = repo
         self.keys = keys
         self.store = DefinitionStore(repo, refresh_s)
+        self._definition_listeners: list[Callable[[], None]] = []
         sync = repo.sync_config(load_config(config_file), actor="config")
         if sync.inserted or sync.overridden or sync.removed:
             keys.record(
@@ -383,6 +384,7 @@ class ExperimentService:
         self.repo.put(key, kind, _body(definition), actor)
         self.store.reload()
         self._audit(kind, key, before, _body(definition), actor)
+        self._definitions_changed()
         return definition, row is None
 
     def patch(self, kind: Kind, key: str, changes: dict[str, Any], actor: str) -> Definition:
@@ -415,6 +417,16 @@ class ExperimentService:
                 self._forget(lambda k: k[0] == key)
         self.store.reload()
         self.keys.record(actor, f"{kind}.delete", f"{kind}:{key}", {"before": row.body})
+        self._definitions_changed()
+
+    def on_definitions_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after this process changed a flag or experiment (other
+        replicas are told at once instead of at their next version check)."""
+        self._definition_listeners.append(listener)
+
+    def _definitions_changed(self) -> None:
+        for listener in self._definition_listeners:
+            listener()
 
     def _audit(
         self,

@@ -21,6 +21,7 @@ from metamedia.services.item_vectors import vector_space
 from metamedia.services.live import LiveHub
 from metamedia.services.recommend import FeedPage, RecommendService
 from metamedia.services.refresh import FeedRefresher
+from metamedia.services.replication import ReplicaSync
 from metamedia.services.search import SearchService
 from metamedia.services.training import ModelRegistry, ThemeService, TrainingService
 from metamedia.services.users import UserService
@@ -72,6 +73,7 @@ class Runtime:
     experiments: ExperimentService
     # Redis, when configured: what replicas share beside the database.
     shared: SharedServices | None = None
+    replication: ReplicaSync | None = None
 
     def train(self, tenant: str = "default") -> dict[str, Any]:
         """Fit the collaborative model and the themes for a tenant (`metamedia train`)."""
@@ -143,6 +145,12 @@ class Runtime:
         refresher = FeedRefresher(discovery)
         users.on_change(refresher.user_changed)
         indexes.on_change(live.catalog_changed)
+        replication = None
+        if shared is not None:
+            replication = ReplicaSync(
+                shared.bus, caches, indexes, experiments, users, recommend, live
+            )
+            shared.bus.start()
         return cls(
             settings,
             stores,
@@ -164,6 +172,7 @@ class Runtime:
             refresher,
             experiments=experiments,
             shared=shared,
+            replication=replication,
         )
 
     def stats(self) -> dict[str, Any]:

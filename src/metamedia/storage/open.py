@@ -17,6 +17,7 @@ from metamedia.storage.pg_backup import PostgresBackup
 from metamedia.storage.pg_vectors import PgVectorStore
 from metamedia.storage.postgres import open_postgres
 from metamedia.storage.postgres_catalog import PostgresCatalog
+from metamedia.storage.redis_bus import RedisBus
 from metamedia.storage.redis_cache import RedisCache
 from metamedia.storage.redis_link import RedisLink
 from metamedia.storage.roles import (
@@ -26,6 +27,7 @@ from metamedia.storage.roles import (
     DatabaseBackup,
     ExperimentStore,
     KeyStore,
+    MessageBus,
     UserStore,
     VectorStore,
 )
@@ -131,7 +133,8 @@ def _on_one_engine(catalog: CatalogStore, engine: Engine, vectors: VectorStore |
 
 @dataclass(frozen=True)
 class SharedServices:
-    """What replicas share beside the database (Redis): the caches' shared tier.
+    """What replicas share beside the database (Redis): the caches' shared tier and
+    the message bus that tells every replica what changed.
 
     Every part is best-effort: while Redis is down each answers as if it were
     empty (`status()` says 'degraded'), and each recovers on its own.
@@ -139,6 +142,7 @@ class SharedServices:
 
     url: str  # redacted: safe to log and show
     cache: CacheStore
+    bus: MessageBus
     status: Callable[[], str]
     close: Callable[[], None]
 
@@ -147,9 +151,16 @@ def open_shared(url: str) -> SharedServices:
     """The shared services for a `redis://` URL. Connects lazily: a Redis that is down
     at start-up degrades the service instead of stopping it."""
     link = RedisLink(url)
+    bus = RedisBus(link)
+
+    def close() -> None:
+        bus.close()
+        link.close()
+
     return SharedServices(
         url=link.shown_url,
         cache=RedisCache(link),
+        bus=bus,
         status=link.status,
-        close=link.close,
+        close=close,
     )

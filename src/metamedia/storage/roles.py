@@ -304,3 +304,20 @@ class DatabaseBackup(Protocol):
         that is swapped in afterwards); a server store ignores it.
         """
         ...
+
+
+class MessageBus(Protocol):
+    """Best-effort messages to every other process of the deployment (pub/sub).
+
+    Nudges only: what they announce is in the database. A process that may have
+    missed some gets `{"kind": "resync"}` and re-reads; its own messages never
+    come back to it.
+    """
+
+    def publish(self, message: dict[str, Any]) -> None: ...
+
+    def subscribe(self, handler: Callable[[dict[str, Any]], None]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
