@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 import time
 
-from limits import RateLimitItem, parse, storage, strategies
+from limits import RateLimitItem, parse
 from starlette.requests import HTTPConnection
 
 from metamedia.errors import InvalidRequestError, RateLimitedError
 from metamedia.services.access import Caller
+from metamedia.services.rate_limits import limiter_for
 from metamedia.services.runtime import Runtime
 
 NAMESPACE = "user-events"
@@ -27,10 +28,10 @@ NAMESPACE = "user-events"
 class EventGate:
     """Admits a batch of events for one user, or says why not."""
 
-    def __init__(self, max_batch: int, per_user: str) -> None:
+    def __init__(self, max_batch: int, per_user: str, redis_url: str | None = None) -> None:
         self.max_batch = max_batch
         self.per_user: RateLimitItem = parse(per_user)
-        self.limiter = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
+        self.limiter = limiter_for(redis_url)  # shared by replicas when Redis is there
 
     def admit(self, caller: Caller, tenant: str, user: str, count: int) -> None:
         """Raise when an untrusted caller sends too many events at once or too fast."""
@@ -66,6 +67,8 @@ def event_gate(conn: HTTPConnection) -> EventGate:
     if not isinstance(gate, EventGate):
         runtime: Runtime = state.runtime
         settings = runtime.settings
-        gate = EventGate(settings.untrusted_event_batch, settings.user_event_rate)
+        gate = EventGate(
+            settings.untrusted_event_batch, settings.user_event_rate, settings.redis_url
+        )
         state.event_gate = gate
     return gate

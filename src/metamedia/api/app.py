@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         max_body_bytes=config.max_body_bytes,
         per_ip=config.rate_limit_per_ip,
         per_key=config.rate_limit_per_key,
+        redis_url=config.redis_url,
     )
     configure_logging()
     app.add_middleware(RequestObserver, metrics=metrics)

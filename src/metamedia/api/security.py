@@ -14,11 +14,12 @@ import time
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from limits import RateLimitItem, parse_many, storage, strategies
+from limits import RateLimitItem, parse_many
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metamedia.services.access import require_key
 from metamedia.services.auth import Principal
+from metamedia.services.rate_limits import limiter_for
 from metamedia.services.runtime import Runtime
 
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
@@ -61,12 +62,20 @@ class RequestGuard:
     and so it can count streamed bodies that carry no Content-Length.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, per_ip: str, per_key: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        per_ip: str,
+        per_key: str,
+        redis_url: str | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.per_ip: list[RateLimitItem] = parse_many(per_ip)
         self.per_key: list[RateLimitItem] = parse_many(per_key)
-        self.limiter = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
+        # Shared by every replica through Redis when there is one (see rate_limits).
+        self.limiter = limiter_for(redis_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in UNLIMITED_PATHS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from limits.storage import Storage as RateStorage
 from sqlalchemy.engine import Engine
 
 from metamedia.errors import InvalidRequestError
@@ -19,6 +20,7 @@ from metamedia.storage.postgres import open_postgres
 from metamedia.storage.postgres_catalog import PostgresCatalog
 from metamedia.storage.redis_bus import RedisBus
 from metamedia.storage.redis_cache import RedisCache
+from metamedia.storage.redis_limits import redis_rate_storage
 from metamedia.storage.redis_link import RedisLink
 from metamedia.storage.roles import (
     AuditLog,
@@ -38,7 +40,15 @@ from metamedia.storage.sqlite import SQLiteRepository
 from metamedia.storage.sqlite_backup import SQLiteBackup
 from metamedia.storage.urls import redact_url
 
-__all__ = ["SharedServices", "Stores", "open_backup", "open_shared", "open_stores", "redact_url"]
+__all__ = [
+    "SharedServices",
+    "Stores",
+    "open_backup",
+    "open_rate_storage",
+    "open_shared",
+    "open_stores",
+    "redact_url",
+]
 
 
 @dataclass(frozen=True)
@@ -164,3 +174,8 @@ def open_shared(url: str) -> SharedServices:
         status=link.status,
         close=close,
     )
+
+
+def open_rate_storage(url: str) -> RateStorage:
+    """Rate-limit counters shared by every replica, on the Redis at `url`."""
+    return redis_rate_storage(url)

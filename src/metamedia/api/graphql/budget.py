@@ -18,10 +18,11 @@ import time
 from typing import Any
 
 from graphql import GraphQLError
-from limits import RateLimitItem, RateLimitItemPerMinute, storage, strategies
+from limits import RateLimitItem, RateLimitItemPerMinute
 
 from metamedia.api.buckets import Bucket, BucketKind, bucket_for, bucket_of
 from metamedia.services.access import Caller
+from metamedia.services.rate_limits import limiter_for
 
 BUDGET_SPENT = "CostBudgetExceeded"
 NAMESPACE = "graphql-cost"
@@ -30,13 +31,13 @@ NAMESPACE = "graphql-cost"
 class CostBudget:
     """Sliding-window counters of cost units, one per caller (in this process)."""
 
-    def __init__(self, per_minute: int, key_per_minute: int) -> None:
+    def __init__(self, per_minute: int, key_per_minute: int, redis_url: str | None = None) -> None:
         self.items: dict[BucketKind, RateLimitItem] = {
             "anonymous": RateLimitItemPerMinute(per_minute),
             "user": RateLimitItemPerMinute(per_minute),
             "key": RateLimitItemPerMinute(key_per_minute),
         }
-        self.limiter = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
+        self.limiter = limiter_for(redis_url)  # shared by replicas when Redis is there
 
     def charge(self, caller: Bucket, cost: int) -> int | None:
         """Count `cost` against the caller; seconds to wait when it does not fit, else None."""

@@ -252,7 +252,11 @@ def build_schema(
 
 def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
     """`/graphql`: POST (and GET for queries) plus GraphiQL in a browser."""
-    budget = CostBudget(settings.graphql_budget_per_minute, settings.graphql_key_budget_per_minute)
+    budget = CostBudget(
+        settings.graphql_budget_per_minute,
+        settings.graphql_key_budget_per_minute,
+        settings.redis_url,
+    )
     schema = build_schema(settings.graphql_max_depth, settings.graphql_max_cost, budget)
     # No subscriptions: the WebSocket protocols stay off, so every operation is an
     # HTTP request whose caller `metamedia.api.access` resolved.
