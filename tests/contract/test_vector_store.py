@@ -368,3 +368,34 @@ def test_remove_and_replace(writable_store: VectorStore, catalog: Catalog) -> No
 
 def _literal(vector: Vector) -> str:
     return "[" + ",".join(map(repr, vector.tolist())) + "]"
+
+
+def test_a_stale_remembered_count_never_changes_the_answer(
+    pg_engine: Engine, catalog: Catalog
+) -> None:
+    """Counts pick the plan and are remembered per filter for a while; rows that
+    another process writes meanwhile must still be searched. Here the remembered
+    count (0) sends a filter that now passes 1,200 rows to the exact plan, and the
+    answer is still the exact top-k of the rows that pass."""
+    reader = PgVectorStore(pg_engine, DIM, count_ttl_s=3600)
+    writer = PgVectorStore(pg_engine, DIM)
+    flt = AttributeFilter(tenant="stale")
+    query = catalog.queries[0]
+    assert reader.search(query, K, flt) == []
+    rng = np.random.default_rng(11)
+    vectors = _unit(rng.normal(size=(1_200, DIM)) + 3 * query)
+    first = 10 * len(catalog.pks)
+    pks = list(range(first, first + len(vectors)))
+    attrs = ItemAttributes(type="movie", tenant="stale", year=2001, rating=5.0)
+    insert_media(pg_engine, [(pk, attrs) for pk in pks])
+    writer.upsert([(pk, v, attrs) for pk, v in zip(pks, vectors, strict=True)])
+    try:
+        found = reader.search(query, K, flt)
+        exact = np.argsort(-(vectors @ query), kind="stable")[:K]
+        assert [pk for pk, _ in found] == [pks[int(i)] for i in exact]
+        assert reader.plans == {"exact": 2}
+        reader.forget_counts()
+        assert len(reader.search(query, K, flt)) == K
+        assert reader.plans["hnsw"] == 1  # counted afresh: more than exact_max_rows pass
+    finally:
+        writer.remove(pks)

@@ -19,9 +19,24 @@ from typing import Any
 from metamedia.engine.payload import UNKNOWN, AttributeFilter
 
 
-def filter_sql(flt: AttributeFilter, alias: str = "m") -> tuple[str, dict[str, Any]]:
-    """SQL predicate over the media table as `alias`, and its parameters."""
+def filter_sql(
+    flt: AttributeFilter, alias: str = "m", *, probe: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """SQL predicate over the media table as `alias`, and its parameters.
+
+    Two forms of the same predicate, for the two ways a query meets a filter. By
+    default each `pk IN (SELECT …)` stands bare, so PostgreSQL may turn it into a
+    join and drive the query from the narrowest index (what listing the rows that
+    pass needs). With `probe`, each is wrapped in `IS TRUE`, which keeps it a hashed
+    subplan checked row by row: what a walk in some other order (an HNSW scan by
+    distance) needs, where the join form made PostgreSQL rescan the set for every
+    row the walk produced.
+    """
     m = alias
+
+    def member(clause: str) -> str:
+        return f"({clause}) IS TRUE" if probe else clause
+
     clauses = [f"{m}.tenant = :f_tenant"]
     params: dict[str, Any] = {"f_tenant": flt.tenant}
     if flt.viewer is None:
@@ -46,6 +61,9 @@ def filter_sql(flt: AttributeFilter, alias: str = "m") -> tuple[str, dict[str, A
         clauses.append(in_list(f"{m}.language", "lang", flt.languages))
     if flt.year_min is not None or flt.year_max is not None:
         # The item's year or any of its other release years (media_year) is in range.
+        # One IN over a UNION rather than `year … OR pk IN (…)`: the OR kept PostgreSQL
+        # from using the (tenant, year) index and scanned every media row (~30 ms on
+        # 36k films for a decade and a genre; ~5 ms this way).
         bounds = []
         if flt.year_min is not None:
             bounds.append("{col} >= :f_year_min")
@@ -55,8 +73,11 @@ def filter_sql(flt: AttributeFilter, alias: str = "m") -> tuple[str, dict[str, A
             params["f_year_max"] = flt.year_max
         in_range = " AND ".join(bounds)
         clauses.append(
-            f"({in_range.format(col=f'{m}.year')} OR {m}.pk IN (SELECT y.pk FROM media_year y "
-            f"WHERE {in_range.format(col='y.year')}))"
+            member(
+                f"{m}.pk IN (SELECT x.pk FROM media x WHERE x.tenant = :f_tenant AND "
+                f"{in_range.format(col='x.year')} UNION ALL SELECT y.pk FROM media_year y "
+                f"WHERE {in_range.format(col='y.year')})"
+            )
         )
     if flt.min_rating is not None:
         clauses.append(f"{m}.rating >= :f_min_rating")
@@ -76,14 +97,18 @@ def filter_sql(flt: AttributeFilter, alias: str = "m") -> tuple[str, dict[str, A
         params["f_max_maturity"] = flt.max_maturity
     if flt.genres:
         clauses.append(
-            f"{m}.pk IN (SELECT g.pk FROM media_genre g WHERE "
-            + in_list("g.genre", "genre", flt.genres)
-            + ")"
+            member(
+                f"{m}.pk IN (SELECT g.pk FROM media_genre g WHERE "
+                + in_list("g.genre", "genre", flt.genres)
+                + ")"
+            )
         )
     if flt.platforms:
         clauses.append(
-            f"{m}.pk IN (SELECT p.pk FROM media_platform p WHERE "
-            + in_list("p.platform", "plat", flt.platforms)
-            + ")"
+            member(
+                f"{m}.pk IN (SELECT p.pk FROM media_platform p WHERE "
+                + in_list("p.platform", "plat", flt.platforms)
+                + ")"
+            )
         )
     return " AND ".join(clauses), params
