@@ -1,4 +1,4 @@
-"""`python -m bench search|recommend|service|quality|storage|train-ranker [...]`: the CLI.
+"""`python -m bench search|recommend|service|quality|storage|backup|train-ranker [...]`: the CLI.
 
 Only argument parsing lives here; the sections live in their own modules so
 each can be read (and run from a REPL) on its own.
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     from bench.storage_bench import add_parser as add_storage
 
     add_storage(commands)
+    from bench.backup_bench import add_parser as add_backup
+
+    add_backup(commands)
     return parser
 
 
@@ -178,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import storage_bench
 
         return storage_bench.main(args, raw)
+    if args.command == "backup":
+        from bench import backup_bench
+
+        return backup_bench.main(args, raw)
     from bench import report as report_mod
     from bench.search_bench import Options, Sizes, run
 

