@@ -99,11 +99,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt.live.attach(asyncio.get_running_loop())
         if rt.settings.feed_refresh:
             rt.refresher.start()
+        if rt.activity is not None:  # this replica consumes the shared user-event stream
+            rt.activity.start()
         follower = asyncio.create_task(_follow_outbox(rt))
         try:
             yield
         finally:
             follower.cancel()
+            if rt.activity is not None:
+                rt.activity.stop()
             rt.refresher.stop()
             warmer.join(timeout=60)
             untime_queries()

@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder, create_embedder
+from metamedia.services.activity import ActivityPipeline
 from metamedia.services.auth import KeyService
 from metamedia.services.caching import Caches
 from metamedia.services.catalog import CatalogService
@@ -74,6 +75,7 @@ class Runtime:
     # Redis, when configured: what replicas share beside the database.
     shared: SharedServices | None = None
     replication: ReplicaSync | None = None
+    activity: ActivityPipeline | None = None  # the user-event stream (Redis only)
 
     def train(self, tenant: str = "default") -> dict[str, Any]:
         """Fit the collaborative model and the themes for a tenant (`metamedia train`)."""
@@ -143,7 +145,12 @@ class Runtime:
         live = LiveHub(discovery, repo, settings.ws_mailbox_size, settings.ws_resume_s)
         users.on_change(live.user_changed)
         refresher = FeedRefresher(discovery)
-        users.on_change(refresher.user_changed)
+        activity = None
+        if shared is None:
+            users.on_change(refresher.user_changed)
+        else:  # the stream's consumers count events and refresh feeds, on any replica
+            activity = ActivityPipeline(shared.events, shared.counters, refresher)
+            users.on_change(activity.user_changed)
         indexes.on_change(live.catalog_changed)
         replication = None
         if shared is not None:
@@ -173,6 +180,7 @@ class Runtime:
             experiments=experiments,
             shared=shared,
             replication=replication,
+            activity=activity,
         )
 
     def stats(self) -> dict[str, Any]:
@@ -197,6 +205,8 @@ class Runtime:
         }
 
     def close(self) -> None:
+        if self.activity is not None:
+            self.activity.stop()
         self.refresher.stop()
         self.indexes.flush()
         self.experiments.close()

@@ -22,11 +22,14 @@ from metamedia.storage.redis_bus import RedisBus
 from metamedia.storage.redis_cache import RedisCache
 from metamedia.storage.redis_limits import redis_rate_storage
 from metamedia.storage.redis_link import RedisLink
+from metamedia.storage.redis_stream import RedisActivityCounters, RedisEventStream
 from metamedia.storage.roles import (
+    ActivityCounters,
     AuditLog,
     CacheStore,
     CatalogStore,
     DatabaseBackup,
+    EventStream,
     ExperimentStore,
     KeyStore,
     MessageBus,
@@ -143,8 +146,9 @@ def _on_one_engine(catalog: CatalogStore, engine: Engine, vectors: VectorStore |
 
 @dataclass(frozen=True)
 class SharedServices:
-    """What replicas share beside the database (Redis): the caches' shared tier and
-    the message bus that tells every replica what changed.
+    """What replicas share beside the database (Redis): the caches' shared tier, the
+    message bus that tells every replica what changed, and the user-event stream
+    with the activity counters its consumers keep.
 
     Every part is best-effort: while Redis is down each answers as if it were
     empty (`status()` says 'degraded'), and each recovers on its own.
@@ -153,6 +157,8 @@ class SharedServices:
     url: str  # redacted: safe to log and show
     cache: CacheStore
     bus: MessageBus
+    events: EventStream
+    counters: ActivityCounters
     status: Callable[[], str]
     close: Callable[[], None]
 
@@ -162,15 +168,19 @@ def open_shared(url: str) -> SharedServices:
     at start-up degrades the service instead of stopping it."""
     link = RedisLink(url)
     bus = RedisBus(link)
+    events = RedisEventStream(link)
 
     def close() -> None:
         bus.close()
+        events.close()
         link.close()
 
     return SharedServices(
         url=link.shown_url,
         cache=RedisCache(link),
         bus=bus,
+        events=events,
+        counters=RedisActivityCounters(link),
         status=link.status,
         close=close,
     )

@@ -321,3 +321,33 @@ class MessageBus(Protocol):
     def start(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class EventStream(Protocol):
+    """An append-only log read by a consumer group: at-least-once, with entries a
+    dead consumer left pending claimed by another after `claim_idle_ms`."""
+
+    def append(self, fields: dict[str, str]) -> str | None: ...
+
+    def read(
+        self, consumer: str, count: int, block_ms: int, claim_idle_ms: int
+    ) -> list[tuple[str, dict[str, str]]]: ...
+
+    def ack(self, ids: Sequence[str]) -> int: ...
+
+    def pending(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class ActivityCounters(Protocol):
+    """Shared per-item activity: distinct users for trending, events for popularity.
+    `record` counts an event id once, however often it is delivered."""
+
+    def record(
+        self, event_id: str, tenant: str, user: str, item_pk: int, kind: str, ts: float
+    ) -> bool: ...
+
+    def trending(self, tenant: str, since: float, limit: int) -> list[tuple[int, int]]: ...
+
+    def popularity(self, tenant: str, item_pks: Sequence[int]) -> dict[int, int]: ...
