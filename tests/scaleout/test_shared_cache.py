@@ -100,8 +100,12 @@ def test_erasure_drops_the_users_shared_feed_entries(
         a.discovery.feed("default", user, 5)
     prefix = "mm:c:feed*:default:"
     assert _keys(redis_url, prefix + "ana:*") and _keys(redis_url, prefix + "ben:*")
+    ana = a.users.require("default", "ana")
+    a.users.preference_direction(ana)
+    assert _keys(redis_url, f"mm:c:preference_vector:pk{ana.pk}:*")
     b.users.delete("default", "ana")
     assert not _keys(redis_url, prefix + "ana:*")
+    assert not _keys(redis_url, f"mm:c:preference_vector:pk{ana.pk}:*")
     assert _keys(redis_url, prefix + "ben:*")
 
 

@@ -115,6 +115,11 @@ class Caches:
             if isinstance(cache, TieredCache):
                 cache.drop_shared(prefix)
 
+    def forget_preferences(self, user_pk: int) -> None:
+        """Erasure: drop the user's shared preference vectors (keyed by primary key)."""
+        if isinstance(self.preference_vector, TieredCache):
+            self.preference_vector.drop_shared(f"pk{int(user_pk)}:")
+
     def drop_local(self) -> int:
         """Empty the in-process tier only (another replica changed something this one
         may hold; the shared tier is keyed by version and stays)."""

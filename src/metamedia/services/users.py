@@ -271,6 +271,7 @@ class UserService:
             pk = record.pk
             self.users.delete(pk)
             self.caches.preference_vector.drop_where(lambda key: key[0] == pk)  # type: ignore[index]
+            self.caches.forget_preferences(pk)
         for listener in self._erase_listeners:
             listener(tenant, user)
 
