@@ -305,7 +305,26 @@ def stage_beside(target: Path) -> Path:
     else:
         parent = target.parent
         parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"{OWN_PREFIX}restore-", dir=parent))
+    staged = Path(tempfile.mkdtemp(prefix=f"{OWN_PREFIX}restore-", dir=parent))
+    # mkdtemp makes 0700; the restored directory keeps the old one's mode (or the
+    # umask's), so a server running as another user can still open it.
+    staged.chmod(target.stat().st_mode & 0o7777 if target.is_dir() else default_mode(0o777))
+    return staged
+
+
+def default_mode(full: int) -> int:
+    """`full` less the process umask: the mode a plain create would give.
+
+    Read from /proc: os.umask can only be read by setting it, which would briefly
+    change it for every thread of the process.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return full & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return full & ~0o022
 
 
 def restore_data_files(manifest: Manifest, folder: Path, staged: Path) -> int:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from metamedia.errors import InvalidRequestError
 from metamedia.storage.records import DatabaseDump
-from metamedia.storage.snapshot import BackupError
+from metamedia.storage.snapshot import BackupError, default_mode
 
 KIND = "sqlite"
 FILE = "catalog.sqlite3"
@@ -127,6 +127,9 @@ class SQLiteBackup:
         try:
             _copy_file(folder / dump.files[0], tmp)
             _check_copy(tmp, dump)
+            # mkstemp makes 0600: keep the replaced file's mode, else a plain create's.
+            mode = destination.stat().st_mode & 0o7777 if destination.exists() else None
+            tmp.chmod(mode if mode is not None else default_mode(0o666))
             if destination.exists():
                 _retire_wal(destination)
             os.replace(tmp, destination)
