@@ -343,3 +343,26 @@ def test_restore_into_a_non_empty_target_needs_force(
 def _one_item(path: Path) -> Path:
     path.write_text(json.dumps({"id": "late-1", "title": "A Late Arrival"}) + "\n")
     return path
+
+
+def test_a_manifest_that_points_outside_the_backup_or_miscounts_is_refused(
+    embedded: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    data_dir, _ = embedded
+    backup = tmp_path / "backup"
+    cli("backup", str(backup), "--data-dir", str(data_dir))
+    manifest = json.loads((backup / "manifest.json").read_text())
+    target = tmp_path / "target"
+    for change, message in (
+        (lambda m: m["files"][0].update(path="../../etc/passwd"), "leaves the backup"),
+        (lambda m: m["database"]["tables"].update(media="many"), "row counts"),
+        (lambda m: m.update(format="metamedia-backup/99"), "newer release"),
+        (lambda m: m["database"].update(schema_revision="9999_future"), "does not know"),
+        (lambda m: m["database"].update(kind="postgresql"), "holds a postgresql store"),
+    ):
+        lying = json.loads(json.dumps(manifest))
+        change(lying)
+        (backup / "manifest.json").write_text(json.dumps(lying))
+        out = cli("restore", str(backup), "--data-dir", str(target), code=2)
+        assert message in out, out
+        assert not target.exists()

@@ -105,7 +105,7 @@ class Manifest:
             kind=need(db, "kind", str, "database."),
             files=tuple(str(f) for f in need(db, "files", list, "database.")),
             schema_revision=revision if isinstance(revision, str) else None,
-            tables={str(k): int(v) for k, v in need(db, "tables", dict, "database.").items()},
+            tables=_counts(need(db, "tables", dict, "database."), where),
             details=dict(need(db, "details", dict, "database.")),
         )
         files = []
@@ -126,6 +126,12 @@ class Manifest:
             seconds=float(need(document, "seconds", (int, float), "")),
             extra=dict(document.get("extra") or {}),
         )
+
+
+def _counts(raw: dict[Any, Any], where: Path) -> dict[str, int]:
+    if not all(isinstance(v, int) and v >= 0 for v in raw.values()):
+        raise BackupError(f"{where}: database.tables must map table names to row counts")
+    return {str(k): int(v) for k, v in raw.items()}
 
 
 # -- writing ---------------------------------------------------------------------------
