@@ -112,6 +112,7 @@ def test_the_consumer_refreshes_the_users_feed(
     replica_pair: tuple[Runtime, Runtime],
 ) -> None:
     a, b = replica_pair
+    a.refresher.start()  # A serves: its users' changes ask for refreshes
     b.refresher.start()
     a.users.upsert("default", "ana", None)
     a.users.record("default", "ana", [{"item": ITEMS[0], "type": "like"}])
@@ -138,3 +139,17 @@ def test_with_redis_down_events_are_stored_and_the_feed_refreshed_locally(
         runtime.users.record("default", "ana", [{"item": ITEMS[0], "type": "like"}])
         assert runtime.activity is not None and runtime.activity.local_refreshes == 1
         assert runtime.users.history("default", "ana", 10, 0)
+
+
+def test_events_from_a_process_that_does_not_serve_are_counted_but_rank_no_feed(
+    replica_pair: tuple[Runtime, Runtime],
+) -> None:
+    a, b = replica_pair  # A's refresher is not running: a CLI import, say
+    b.refresher.start()
+    a.users.upsert("default", "ana", None)
+    a.users.record("default", "ana", [{"item": ITEMS[0], "type": "like"}])
+    consumer = _pipeline(b)
+    assert consumer.run_once(block_ms=1000) == 1
+    assert consumer.counted == 1
+    b.refresher.stop()
+    assert b.refresher.refreshed == 0

@@ -4,7 +4,8 @@ Without Redis, a user's change re-ranks their first feed page on this process's
 refresher, as before. With Redis, each accepted batch of events (already in the
 database) is appended to a stream, and one consumer of the group, on whichever
 replica reads it, counts the events into the shared trending and popularity
-counters and queues the user's feed refresh there. So the work spreads over
+counters and queues the user's feed refresh there (when a serving process
+sent it: bulk imports from the CLI count, but rank no feeds). So the work spreads over
 replicas, and the refreshed page lands in the shared cache for all of them.
 
 Delivery is at least once: an entry is acknowledged only after it was handled;
@@ -72,7 +73,13 @@ class ActivityPipeline:
         events = [
             {"pk": e.media_pk, "type": e.type, "ts": e.ts, "item": e.item} for e in change.events
         ]
-        fields = {"tenant": change.tenant, "user": change.user, "events": json.dumps(events)}
+        fields = {
+            "tenant": change.tenant,
+            "user": change.user,
+            "events": json.dumps(events),
+            # Only a serving process asks for refreshes: a CLI import ranks no feeds.
+            "refresh": "1" if self.refresher.running else "0",
+        }
         if self.stream.append(fields) is None:
             # Redis is away: do what a process without Redis does (counters catch up
             # never; the database keeps every event, and trending reads it).
@@ -92,7 +99,8 @@ class ActivityPipeline:
                 event_id(tenant, user, pk, kind, ts), tenant, user, pk, kind, ts
             ):
                 self.counted += 1
-        self.refresher.user_changed(UserChange(tenant, user, ()))
+        if fields.get("refresh", "1") == "1":
+            self.refresher.user_changed(UserChange(tenant, user, ()))
 
     def run_once(self, block_ms: int = BLOCK_MS) -> int:
         """Read one batch (claimed leftovers first), handle and acknowledge it; returns

@@ -38,6 +38,11 @@ class FeedRefresher:
             self._thread = threading.Thread(target=self._run, name="feed-refresh", daemon=True)
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Started (by `serve`): this process ranks feeds ahead of requests."""
+        return self._thread is not None
+
     def stop(self, timeout_s: float = 10.0) -> None:
         with self._wake:
             thread, self._thread = self._thread, None
