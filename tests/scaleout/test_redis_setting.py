@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -28,3 +31,19 @@ def test_a_url_of_another_scheme_is_refused() -> None:
 def test_redis_password_is_redacted() -> None:
     assert redact_url("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
     assert redact_url("rediss://app:s3cret@cache:6380/1") == "rediss://app:***@cache:6380/1"
+
+
+def test_logs_and_stats_never_show_the_redis_password(
+    make_runtime: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from metamedia.domain import SearchRequest
+    from metamedia.testing.redis import free_port
+
+    url = f"redis://:s3cret-pass@127.0.0.1:{free_port()}/0"  # nothing listens there
+    with caplog.at_level(logging.WARNING):
+        runtime = make_runtime(redis_url=url)
+        runtime.search.search(SearchRequest(query="anything", limit=1))
+        assert runtime.shared.status() == "degraded"
+    assert "redis unavailable" in caplog.text
+    assert "s3cret-pass" not in caplog.text
+    assert runtime.stats()["redis"] == url.replace("s3cret-pass", "***")
