@@ -76,7 +76,7 @@ def test_search_returns_what_rest_returns_with_filters(client: TestClient) -> No
           results {
             id title year type genres language platforms rating description imageUrl score
             explanation {
-              keywordRank keywordScore vectorRank vectorSimilarity fusedScore method
+              keywordRank keywordScore vectorRank vectorSimilarity fusedScore method vectorPlan
             }
             media { id cast }
           }
@@ -111,6 +111,7 @@ def test_search_returns_what_rest_returns_with_filters(client: TestClient) -> No
             "vectorSimilarity": theirs["explanation"]["vector_similarity"],
             "fusedScore": theirs["explanation"]["fused_score"],
             "method": theirs["explanation"]["method"],
+            "vectorPlan": theirs["explanation"]["vector_plan"],
         }
         assert (mine["type"], mine["genres"], mine["platforms"], mine["imageUrl"]) == (
             theirs["type"],

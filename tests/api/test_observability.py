@@ -142,3 +142,26 @@ def test_logs_hold_no_query_text_and_no_api_key(client: TestClient) -> None:
     for secret in ("zanzibar", "7731", ADMIN_KEY, "wrong-key", "not-a-key"):
         assert secret not in text, secret
     assert not re.search(r"umbrella|heist", text)
+
+
+def test_the_vector_plan_is_explained_and_counted(client: TestClient) -> None:
+    """Each hit says how the dense side was searched, and /metrics counts the plans
+    by index. (This small catalog has a flat index: exact is the only plan; the cost
+    model's choices are tested in tests/unit/test_index.py.)"""
+    before = client.get("/metrics").text
+    hybrid = client.post("/v1/search", json={"query": "a lighthouse keeper alone at sea"})
+    filtered = client.post(
+        "/v1/search", json={"query": "lighthouse keeper", "filters": {"year_min": 1990}}
+    )
+    keyword = client.post("/v1/search", json={"query": "lighthouse", "mode": "keyword"})
+    for response in (hybrid, filtered):
+        hits = response.json()["results"]
+        assert hits and {h["explanation"]["vector_plan"] for h in hits} == {"exact"}
+    assert {h["explanation"]["vector_plan"] for h in keyword.json()["results"]} == {None}
+    after = client.get("/metrics").text
+    labels = 'index="passages",plan="exact"'
+    name = "metamedia_vector_search_plans_total"
+    counted = sample(after, name, labels) - (
+        sample(before, name, labels) if f"{name}{{{labels}}}" in before else 0.0
+    )
+    assert counted >= 2  # one per query window, per search

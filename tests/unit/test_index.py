@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metamedia.engine.index import IndexParams, VectorIndex
+from metamedia.engine.index import GATHER_MAX_ROWS, IndexParams, PlanCosts, VectorIndex
 from metamedia.engine.vectors import BadVectorError, normalize
 
 
@@ -45,7 +45,7 @@ def test_moderate_mask_on_hnsw_fills_k_with_allowed_items_only() -> None:
     index = VectorIndex(32, IndexParams(kind="hnsw"))
     index.upsert(np.arange(5000), vecs)
     allowed = np.zeros(5000, dtype=bool)
-    allowed[::10] = True  # 10%: above the exact threshold, so HNSW with a selector
+    allowed[::10] = True  # 10%: whichever plan the cost model picks
     found = index.search(vecs[3], 50, allowed)
     assert found.keys.shape[0] == 50
     assert all(k % 10 == 0 for k in found.keys.tolist())
@@ -89,3 +89,67 @@ def test_positions_for_tracks_upserts_and_removals() -> None:
     index.upsert([10], np.eye(4, dtype=np.float32)[3:4])
     index.remove([20])
     assert index.positions_for([10, 20, 30]).tolist() == [3, -1, 2]
+
+
+def _hnsw(n: int, seed: int) -> tuple[VectorIndex, np.ndarray]:
+    vecs = _clustered(n, seed=seed)
+    index = VectorIndex(32, IndexParams(kind="hnsw", exact_fraction=0.001))
+    index.upsert(np.arange(n), vecs)
+    return index, vecs
+
+
+def test_the_planner_picks_by_cost_and_every_plan_answers_right() -> None:
+    """Exact costs grow with the rows a filter allows, the filtered walk with 1 /
+    the fraction allowed: so cheap exact rows send a 30% filter to exact, cheap graph
+    steps send it to the walk, and an unfiltered search takes the plain walk."""
+    index, vecs = _hnsw(5000, seed=4)
+    allowed = np.zeros(5000, dtype=bool)
+    allowed[::3] = True  # ~33%
+    truth = index.exact_search(vecs[9], 10, allowed).keys.tolist()
+    plans = {}
+    for name, costs in {
+        "cheap rows": PlanCosts(exact_per_row_us=0.01, graph_per_ef_us=50.0),
+        "cheap walk": PlanCosts(exact_per_row_us=50.0, graph_per_ef_us=0.01),
+    }.items():
+        index.costs = costs
+        found = index.search(vecs[9], 10, allowed)
+        plans[name] = found.plan
+        assert all(k % 3 == 0 for k in found.keys.tolist())
+        assert len(set(found.keys.tolist()) & set(truth)) >= 9
+    assert plans == {"cheap rows": "exact", "cheap walk": "graph_wide"}
+    index.costs = PlanCosts()
+    assert index.search(vecs[9], 10).plan == "graph"
+    assert index.plan(5000, 10)[0] == "graph"
+    # The operator's floor: a filter under exact_fraction is exact whatever the costs.
+    floor = VectorIndex(32, IndexParams(kind="hnsw", exact_fraction=0.5))
+    floor.costs = PlanCosts(exact_per_row_us=1e6)
+    floor.upsert(np.arange(1000), vecs[:1000])
+    assert floor.plan(400, 10)[0] == "exact"
+    assert VectorIndex(32).plan(1, 10)[0] == "exact"  # a flat index is always exact
+
+
+def test_exact_plan_scans_in_place_past_the_gather_limit() -> None:
+    """Above GATHER_MAX_ROWS the exact plan runs through faiss's flat storage with the
+    mask as a bitmap; both ways give the same neighbours as brute force."""
+    index, vecs = _hnsw(4000, seed=5)
+    index.costs = PlanCosts(exact_per_row_us=0.0)
+    for step in (40, 4):  # 100 and 1,000 rows: each side of the limit
+        allowed = np.zeros(4000, dtype=bool)
+        allowed[::step] = True
+        assert (allowed.sum() > GATHER_MAX_ROWS) == (step == 4)
+        found = index.search(vecs[2], 10, allowed)
+        sims = vecs[::step] @ vecs[2]
+        expected = (np.argsort(-sims, kind="stable")[:10] * step).tolist()
+        assert found.plan == "exact" and found.keys.tolist() == expected
+
+
+def test_calibrated_costs_are_saved_with_the_index() -> None:
+    index, _ = _hnsw(3000, seed=6)
+    costs = index.calibrate(samples=8)
+    assert costs.exact_per_row_us > 0 and costs.graph_per_ef_us > 0
+    restored = VectorIndex.from_state(index.state())
+    assert restored.costs == costs
+    old = {k: v for k, v in index.state().items() if k != "plan_costs"}
+    assert VectorIndex.from_state(old).costs == PlanCosts()  # files from before the planner
+    with pytest.raises(ValueError, match="non-negative"):
+        VectorIndex.from_state({**index.state(), "plan_costs": np.array([1.0, -2.0, 0, 0, 0])})

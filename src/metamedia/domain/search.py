@@ -136,6 +136,12 @@ class Explanation(BaseModel):
     title_match: bool = False
     fused_score: float
     method: str
+    vector_plan: str | None = Field(
+        default=None,
+        description="How the dense side was searched: exact (over the rows the filters "
+        "allow), graph (HNSW) or graph_wide (HNSW with a wider beam under a filter), as the "
+        "cost model chose; none for keyword search.",
+    )
 
 
 class SearchHit(BaseModel):

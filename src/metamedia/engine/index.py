@@ -4,20 +4,29 @@ Vectors live in a faiss index addressed by *position* (append-only). Keys (the
 relational store's integer primary keys) map to positions; an update appends
 a new position and tombstones the old one, because faiss HNSW cannot delete.
 Tombstones and caller filters become one boolean mask that is applied inside
-retrieval:
+retrieval, by one of three plans, chosen per query by estimated cost
+(`PlanCosts`, measured on this machine by `VectorIndex.calibrate` and saved
+with the index):
 
-- few allowed positions: exact inner products over just those rows;
-- many allowed positions: faiss search with an `IDSelectorBitmap`, with
-  HNSW's `efSearch` raised in proportion to how selective the mask is;
-- if the approximate search still returns fewer than `k` hits while more than
-  `k` positions are allowed, fall back to exact search over the allowed rows.
+- "exact": inner products over just the allowed rows. Its cost grows with the
+  number of allowed rows;
+- "graph": the HNSW walk at the index's `efSearch`, for an unfiltered search;
+- "graph_wide": the HNSW walk with an `IDSelectorBitmap`, with `efSearch` raised
+  in proportion to how selective the mask is (the walk still visits rejected
+  nodes, so it must look at ~ef / fraction of them to keep ef that pass). Its
+  cost grows with 1 / fraction.
 
-So a selective filter still fills `k` whenever `k` items pass it.
+So under a 9% filter the exact plan (a few thousand rows) wins, unfiltered the
+graph does, and the crossover sits wherever this machine's constants put it. If
+a graph walk still returns fewer than `k` hits while more than `k` positions are
+allowed, the search falls back to exact over the allowed rows, so a selective
+filter fills `k` whenever `k` items pass it. A flat index is always exact.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import faiss as _faiss
@@ -30,8 +39,14 @@ from metamedia.engine.vectors import FloatArray, as_matrix, top_k
 faiss: Any = _faiss
 
 IndexKind = Literal["flat", "hnsw"]
+SearchPlan = Literal["exact", "graph", "graph_wide"]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+# Up to this many allowed rows the exact plan gathers them and multiplies in numpy;
+# past it, faiss scans them in place (see `VectorIndex._exact_subset`).
+GATHER_MAX_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -46,12 +61,41 @@ class IndexParams:
 
 
 @dataclass(frozen=True)
+class PlanCosts:
+    """Microseconds per unit of work of each plan, on the machine that measured them.
+
+    The defaults were measured on the 2-core machine of `python -m bench engine`
+    (36k MiniLM vectors, 384-d, HNSW M=32, one thread); `VectorIndex.calibrate`
+    measures them again for the machine and index at hand.
+    """
+
+    exact_fixed_us: float = 15.0  # mask scan set-up, top-k selection
+    exact_per_row_us: float = 0.15  # gather one allowed row and take its inner product
+    mask_per_position_us: float = 0.002  # find the allowed rows in the mask
+    graph_fixed_us: float = 40.0
+    graph_per_ef_us: float = 5.0  # the HNSW walk, per unit of efSearch
+
+    def as_array(self) -> npt.NDArray[np.float64]:
+        return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
+
+    @classmethod
+    def from_array(cls, values: npt.NDArray[np.generic]) -> PlanCosts:
+        names = [f.name for f in fields(cls)]
+        floats = [float(v) for v in np.asarray(values, dtype=np.float64).tolist()]
+        if len(floats) != len(names) or not all(v >= 0 for v in floats):
+            raise ValueError(f"plan costs need {len(names)} non-negative numbers")
+        return cls(**dict(zip(names, floats, strict=True)))
+
+
+@dataclass(frozen=True)
 class Neighbours:
-    """Search result: keys (relational ids), their similarities, best first."""
+    """Search result: keys (relational ids), their similarities, best first, and the
+    plan that found them."""
 
     keys: IntArray
     scores: FloatArray
     exact: bool
+    plan: SearchPlan = "exact"
 
 
 class VectorIndex:
@@ -65,6 +109,7 @@ class VectorIndex:
         self._live: BoolArray = np.empty(0, dtype=np.bool_)
         self._position: dict[int, int] = {}
         self._sorted: tuple[IntArray, IntArray] | None = None
+        self.costs = PlanCosts()
 
     # -- construction -------------------------------------------------------
 
@@ -186,49 +231,139 @@ class VectorIndex:
         if n_allowed == 0:
             return _empty()
         k = min(k, n_allowed)
-        everything = n_allowed == n
-        if not everything and n_allowed <= max(4 * k, self.params.exact_fraction * n):
+        plan, ef = self.plan(n_allowed, k)
+        if plan == "exact":
             return self._exact_subset(q[0], k, mask)
-        result = self._faiss_search(q, k, None if everything else mask, n_allowed / n)
+        everything = n_allowed == n
+        result = self._faiss_search(q, k, None if everything else mask, ef, plan)
         if result.keys.shape[0] < k:
             return self._exact_subset(q[0], k, mask)
         return result
 
+    def plan(self, n_allowed: int, k: int) -> tuple[SearchPlan, int]:
+        """The cheapest plan for a search passing `n_allowed` of the positions, by the
+        index's measured costs, and the efSearch a graph plan would use.
+
+        A flat index, or a filter passing at most `exact_fraction` of the positions
+        (or 4k rows), is always exact: an operator's floor under the estimate.
+        """
+        n = max(self.positions, 1)
+        fraction = n_allowed / n
+        ef = self._ef_for(k, fraction)
+        if self.kind == "flat" or n_allowed <= max(4 * k, self.params.exact_fraction * n):
+            return "exact", ef
+        c = self.costs
+        exact = c.exact_fixed_us + c.exact_per_row_us * n_allowed + c.mask_per_position_us * n
+        graph = c.graph_fixed_us + c.graph_per_ef_us * ef
+        if n_allowed < n:
+            graph += c.mask_per_position_us * n  # the bitmap is packed from the mask
+        if exact <= graph:
+            return "exact", ef
+        return ("graph" if n_allowed == n else "graph_wide"), ef
+
+    def _ef_for(self, k: int, fraction: float) -> int:
+        ef = max(self.params.ef_search, 2 * k)
+        if fraction < 1.0:
+            ef = int(min(self.params.max_ef_search, ef / max(fraction, 1e-6)))
+        return max(ef, k)
+
+    def calibrate(self, samples: int = 24, seed: int = 0) -> PlanCosts:
+        """Measure this machine's plan costs on this index's own vectors and keep them.
+
+        Queries are stored vectors; the exact plan is timed over masks of two sizes
+        and the graph walk at two efSearch values, and each cost is the slope and
+        intercept through the medians. Takes ~0.1-0.5 s on 36k vectors. Too small
+        an index to measure keeps the defaults.
+        """
+        n = self.positions
+        if self.kind != "hnsw" or len(self) < 1_000:
+            return self.costs
+        rng = np.random.default_rng(seed)
+        vectors = self.vectors()
+        queries = vectors[rng.choice(n, size=samples, replace=n < samples)].copy()
+
+        def median_us(run: Any) -> float:
+            times = []
+            for q in queries:
+                started = time.perf_counter()
+                run(q)
+                times.append(time.perf_counter() - started)
+            return float(np.median(times)) * 1e6
+
+        small, large = max(n // 100, 50), max(n // 5, 500)
+        timed_rows = []
+        for rows in (small, large):
+            mask = np.zeros(n, dtype=np.bool_)
+            mask[rng.choice(n, size=min(rows, n), replace=False)] = True
+            timed_rows.append(median_us(lambda q, m=mask: self._exact_subset(q, 10, m)))
+        per_row = max((timed_rows[1] - timed_rows[0]) / (large - small), 1e-4)
+        full = np.ones(n, dtype=np.bool_)
+        scan = median_us(lambda q: np.flatnonzero(full))
+        base = max(self.params.ef_search, 20)
+        timed_ef = [
+            median_us(lambda q, e=ef: self._faiss_search(q[None], 10, None, e, "graph"))
+            for ef in (base, 4 * base)
+        ]
+        per_ef = max((timed_ef[1] - timed_ef[0]) / (3 * base), 1e-3)
+        self.costs = PlanCosts(
+            exact_fixed_us=max(timed_rows[0] - per_row * small, 0.0),
+            exact_per_row_us=per_row,
+            mask_per_position_us=scan / n,
+            graph_fixed_us=max(timed_ef[0] - per_ef * base, 0.0),
+            graph_per_ef_us=per_ef,
+        )
+        return self.costs
+
     def _faiss_search(
-        self, q: FloatArray, k: int, mask: BoolArray | None, fraction: float
+        self, q: FloatArray, k: int, mask: BoolArray | None, ef: int, plan: SearchPlan
     ) -> Neighbours:
         params: faiss.SearchParameters | None = None
-        bitmap: npt.NDArray[np.uint8] | None = None
-        selector = None
-        if mask is not None:
-            bitmap = np.packbits(mask, bitorder="little")
-            selector = faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bitmap))
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW()
-            ef = max(self.params.ef_search, 2 * k)
-            if mask is not None:
-                ef = int(min(self.params.max_ef_search, ef / max(fraction, 1e-6)))
             params.efSearch = max(ef, k)
-            if selector is not None:
-                params.sel = selector
-        elif selector is not None:
-            params = faiss.SearchParameters()
-            params.sel = selector
+        return self._run_faiss(self._index, q, k, mask, params, plan)
+
+    def _run_faiss(
+        self,
+        index: faiss.Index,
+        q: FloatArray,
+        k: int,
+        mask: BoolArray | None,
+        params: faiss.SearchParameters | None,
+        plan: SearchPlan,
+    ) -> Neighbours:
+        bitmap: npt.NDArray[np.uint8] | None = None
+        if mask is not None:
+            bitmap = np.packbits(mask, bitorder="little")
+            params = params if params is not None else faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bitmap))
         # One thread per query: a single-query search is too small to split, and
         # OpenMP threads spinning against concurrent requests cost more than they save.
         previous = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(self.params.search_threads)
         try:
-            scores, positions = self._index.search(q, k, params=params)
+            scores, positions = index.search(q, k, params=params)
         finally:
             faiss.omp_set_num_threads(previous)
         del bitmap  # the selector reads it during search only
         valid = positions[0] >= 0
         pos = positions[0][valid].astype(np.int64)
-        return Neighbours(self._keys[pos], scores[0][valid].astype(np.float32), self.kind == "flat")
+        flat = self.kind == "flat" or plan == "exact"
+        return Neighbours(
+            self._keys[pos], scores[0][valid].astype(np.float32), flat, "exact" if flat else plan
+        )
 
     def _exact_subset(self, query: FloatArray, k: int, mask: BoolArray) -> Neighbours:
+        """Exact top-k over the allowed rows. A few rows are gathered and multiplied
+        here; more are scanned in place by faiss's flat storage with the mask as a
+        bitmap, which reads only the allowed rows and copies none (gathering 3,000
+        rows copied 4.6 MB per query)."""
         positions = np.flatnonzero(mask)
+        if positions.shape[0] > GATHER_MAX_ROWS:
+            storage = self._index if self.kind == "flat" else self._index.storage
+            q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+            whole = positions.shape[0] == mask.shape[0]
+            return self._run_faiss(storage, q, k, None if whole else mask, None, "exact")
         sims = self.vectors()[positions] @ query
         best = top_k(sims.astype(np.float32), k)
         return Neighbours(self._keys[positions[best]], sims[best].astype(np.float32), True)
@@ -259,6 +394,7 @@ class VectorIndex:
                 ],
                 dtype=np.int64,
             ),
+            "plan_costs": self.costs.as_array(),
         }
 
     @classmethod
@@ -284,6 +420,8 @@ class VectorIndex:
         index._position = {
             int(k): int(p) for p, k in enumerate(index._keys.tolist()) if index._live[p]
         }
+        if "plan_costs" in state:  # files written before the planner keep the defaults
+            index.costs = PlanCosts.from_array(state["plan_costs"])
         return index
 
 

@@ -129,6 +129,13 @@ class Metrics:
             buckets=DB_BUCKETS,
             registry=self.registry,
         )
+        self.vector_plans = Counter(
+            "metamedia_vector_search_plans_total",
+            "In-memory vector searches by index (items, passages) and the plan the cost "
+            "model chose (exact, graph, graph_wide).",
+            ["index", "plan"],
+            registry=self.registry,
+        )
         self.errors = Counter(
             "metamedia_errors_total",
             "Errors returned, by type.",
@@ -164,6 +171,13 @@ current_metrics: contextvars.ContextVar[Metrics | None] = contextvars.ContextVar
 def observe_current(stage: str, seconds: float) -> None:
     """`observe` into the current request's metrics; a no-op outside a request (CLI)."""
     observe(current_metrics.get(), stage, seconds)
+
+
+def count_vector_plan_current(index: str, plan: str) -> None:
+    """Count a vector search's plan in the current request's metrics (no-op outside one)."""
+    metrics = current_metrics.get()
+    if metrics is not None:
+        metrics.vector_plans.labels(index=index, plan=plan).inc()
 
 
 def observe_db(metrics: Metrics, operation: str, seconds: float) -> None:

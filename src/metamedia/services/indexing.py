@@ -23,13 +23,13 @@ import numpy as np
 
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder
-from metamedia.engine.index import IndexParams, Neighbours, VectorIndex, build_index
+from metamedia.engine.index import IndexParams, Neighbours, SearchPlan, VectorIndex, build_index
 from metamedia.engine.lexical import LexicalIndex
 from metamedia.engine.passages import text_hash
 from metamedia.engine.payload import AttributeFilter, ItemAttributes, PayloadColumns
 from metamedia.engine.vectors import FloatArray
 from metamedia.errors import StaleMaskError
-from metamedia.observability.metrics import observe_current
+from metamedia.observability.metrics import count_vector_plan_current, observe_current
 from metamedia.services.caching import Caches
 from metamedia.services.item_vectors import ItemEncoder, ItemText
 from metamedia.storage.records import IndexRow
@@ -218,6 +218,10 @@ class IndexManager:
             passages = build_index(
                 np.arange(len(owner), dtype=np.int64), pmatrix, dim, self._params(len(owner))
             )
+            # Each index's plan costs, measured here once per build and saved with it:
+            # what the query planner (VectorIndex.plan) weighs exact against HNSW with.
+            index.calibrate()
+            passages.calibrate()
             payload = PayloadColumns(capacity=len(attrs))
             payload.append(attrs)
             self._index, self._payload, self._watermark = index, payload, watermark
@@ -353,6 +357,7 @@ class IndexManager:
             started = time.perf_counter()
             found = index.search(query, k, allowed)
             observe_current("index_search", time.perf_counter() - started)
+            count_vector_plan_current("items", found.plan)
             return found
 
     def nearest(
@@ -442,22 +447,26 @@ class IndexManager:
 
     def passage_search(
         self, queries: FloatArray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, SearchPlan | None]:
         """Items ranked by their best passage's similarity to any of the query vectors
-        (one per query chunk): keys and max-sims, best first, at most k items."""
+        (one per query chunk): keys and max-sims, best first, at most k items, and the
+        plan the passage index searched by (None: nothing was searched)."""
         with self._lock:
             index = self.index
             passages = self._passages
             if passages is None or passages.positions == 0 or k <= 0:
-                return np.empty(0, np.int64), np.empty(0, np.float32)
+                return np.empty(0, np.int64), np.empty(0, np.float32), None
             live = index.live_mask()
             if allowed is not None:
                 live &= self._current(allowed, index.positions)
             pmask = live[self._owner]
             started = time.perf_counter()
             best: dict[int, float] = {}
+            plan: SearchPlan | None = None
             for query in np.atleast_2d(queries):
                 found = passages.search(query, PASSAGES_PER_ITEM * k, pmask)
+                plan = found.plan
+                count_vector_plan_current("passages", found.plan)
                 for pos, sim in zip(
                     self._owner[found.keys].tolist(), found.scores.tolist(), strict=True
                 ):
@@ -465,11 +474,11 @@ class IndexManager:
                         best[pos] = sim
             observe_current("index_search", time.perf_counter() - started)
             if not best:
-                return np.empty(0, np.int64), np.empty(0, np.float32)
+                return np.empty(0, np.int64), np.empty(0, np.float32), plan
             pos_arr = np.fromiter(best, dtype=np.int64, count=len(best))
             sims = np.fromiter(best.values(), dtype=np.float32, count=len(best))
             order = np.argsort(-sims, kind="stable")[:k]
-            return index.key_at(pos_arr[order]), sims[order]
+            return index.key_at(pos_arr[order]), sims[order], plan
 
     def passage_similarities(self, queries: FloatArray, keys: list[int]) -> np.ndarray:
         """Best passage similarity of each given item to any query vector, exact; 0 for

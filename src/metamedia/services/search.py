@@ -138,6 +138,7 @@ class SearchService:
             similarity = dense.get(key) if query_vectors is not None else None
             hit = self._hit(item, fused, row, names, similarity, method)
             hit.explanation.title_match = key in exact
+            hit.explanation.vector_plan = candidates.vector_plan
             results.append(hit)
         return SearchResponse(
             results=results,

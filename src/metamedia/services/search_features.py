@@ -11,7 +11,7 @@ passage similarity), so the ranker compares like with like.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -72,6 +72,7 @@ class Candidates:
     dense_sim: FloatArray
     title_exact: np.ndarray
     title_year: np.ndarray
+    vector_plan: str | None = None  # how the passage index was searched (None: not at all)
 
 
 def _rank_of(keys: np.ndarray, ranked: np.ndarray) -> np.ndarray:
@@ -100,9 +101,9 @@ def build_candidates(
     analysis = analyse_query(query, indexes.genre_labels())
     keyword_keys = indexes.keyword_search(query, tenant, pool, allowed)
     if query_vectors is not None:
-        dense_keys, _ = indexes.passage_search(query_vectors, pool, allowed)
+        dense_keys, _, plan = indexes.passage_search(query_vectors, pool, allowed)
     else:
-        dense_keys = np.empty(0, dtype=np.int64)
+        dense_keys, plan = np.empty(0, dtype=np.int64), None
     exact = indexes.title_matches(analysis.title.text, allowed)
     stripped = (
         indexes.title_matches(analysis.title.stripped_text, allowed)
@@ -117,7 +118,7 @@ def build_candidates(
         ),
         dtype=np.int64,
     )
-    return _featurise(
+    found = _featurise(
         indexes,
         query,
         query_vectors,
@@ -129,6 +130,7 @@ def build_candidates(
         exact,
         stripped,
     )
+    return replace(found, vector_plan=plan)
 
 
 def _featurise(

@@ -172,6 +172,9 @@ class Explanation:
     vector_similarity: float | None
     fused_score: float
     method: str
+    vector_plan: str | None = strawberry.field(
+        description="How the dense side was searched: exact, graph or graph_wide."
+    )
 
 
 @strawberry.type(description="One search hit with its score and explanation.")
@@ -211,6 +214,7 @@ class SearchResult:
                 vector_similarity=e.vector_similarity,
                 fused_score=e.fused_score,
                 method=e.method,
+                vector_plan=e.vector_plan,
             ),
         )
 
