@@ -1,4 +1,5 @@
-"""`python -m bench search|recommend|service|quality|storage|backup|train-ranker [...]`: the CLI.
+"""`python -m bench <section> [...]`: the CLI (search, recommend, service, quality,
+storage, engine, backup, train-ranker).
 
 Only argument parsing lives here; the sections live in their own modules so
 each can be read (and run from a REPL) on its own.
@@ -61,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     from bench.backup_bench import add_parser as add_backup
 
     add_backup(commands)
+    from bench.engine_bench import add_parser as add_engine
+
+    add_engine(commands)
     return parser
 
 
@@ -181,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import storage_bench
 
         return storage_bench.main(args, raw)
+    if args.command == "engine":
+        from bench import engine_bench
+
+        return engine_bench.main(args, raw)
     if args.command == "backup":
         from bench import backup_bench
 
