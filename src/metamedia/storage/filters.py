@@ -72,13 +72,16 @@ def filter_sql(
             bounds.append("{col} <= :f_year_max")
             params["f_year_max"] = flt.year_max
         in_range = " AND ".join(bounds)
-        clauses.append(
-            member(
+        other_years = f"SELECT y.pk FROM media_year y WHERE {in_range.format(col='y.year')}"
+        if probe:
+            # Row by row, the row's own year decides most rows; the other release years
+            # are a small hashed set (the OR keeps it a subplan).
+            clauses.append(f"({in_range.format(col=f'{m}.year')} OR {m}.pk IN ({other_years}))")
+        else:
+            clauses.append(
                 f"{m}.pk IN (SELECT x.pk FROM media x WHERE x.tenant = :f_tenant AND "
-                f"{in_range.format(col='x.year')} UNION ALL SELECT y.pk FROM media_year y "
-                f"WHERE {in_range.format(col='y.year')})"
+                f"{in_range.format(col='x.year')} UNION ALL {other_years})"
             )
-        )
     if flt.min_rating is not None:
         clauses.append(f"{m}.rating >= :f_min_rating")
         params["f_min_rating"] = flt.min_rating
