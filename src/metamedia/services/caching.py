@@ -128,6 +128,16 @@ class Caches:
     def stats(self) -> list[CacheStats]:
         return self.pool.stats()
 
+    def shared_counts(self) -> dict[str, tuple[int, int]]:
+        """(hits, misses) in the shared tier per tiered cache: the in-process tier's
+        misses that Redis answered or not. `stats()` counts a shared hit as a hit, so
+        this is what tells an operator (or the service bench) how much L2 does."""
+        return {
+            name: (cache.shared_hits, cache.shared_misses)
+            for name, cache in self.pool.caches.items()
+            if isinstance(cache, TieredCache)
+        }
+
     def totals(self) -> tuple[int, int]:
         return self.pool.totals()
 

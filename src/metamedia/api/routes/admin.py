@@ -129,6 +129,10 @@ class CacheOut(BaseModel):
     evictions: int
     expirations: int
     ttl_s: float
+    # The shared tier (Redis): lookups the in-process tier missed, answered or not.
+    # `hits` above already includes shared_hits; null without a shared tier.
+    shared_hits: int | None = None
+    shared_misses: int | None = None
 
 
 class CachesOut(BaseModel):
@@ -143,11 +147,18 @@ class CachesOut(BaseModel):
 def caches(runtime: RuntimeDep, _admin: AdminKey) -> CachesOut:
     """Every cache's size, hit rate and evictions against the shared byte budget."""
     pool = runtime.caches.pool
+    shared = runtime.caches.shared_counts()
     rows = []
     for s in runtime.caches.stats():
         lookups = s.hits + s.misses
+        l2_hits, l2_misses = shared.get(s.name, (None, None))
         rows.append(
-            CacheOut(**s.__dict__, hit_rate=round(s.hits / lookups, 4) if lookups else None)
+            CacheOut(
+                **s.__dict__,
+                hit_rate=round(s.hits / lookups, 4) if lookups else None,
+                shared_hits=l2_hits,
+                shared_misses=l2_misses,
+            )
         )
     return CachesOut(
         budget_bytes=pool.budget_bytes,
