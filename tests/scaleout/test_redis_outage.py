@@ -90,7 +90,8 @@ def test_redis_outage_degrades_speed_not_answers_and_recovers(
     # The shared tier is written and read again.
     client.post("/v1/search", json={**QUERY, "limit": 8})
     keys_after = own_redis_keys(own_redis)
-    assert any(k.startswith("mm:c:search:") for k in keys_after)
+    assert runtime.shared is not None
+    assert any(k.startswith(f"{runtime.shared.namespace}:c:search:") for k in keys_after)
 
 
 def own_redis_keys(server: RedisServer) -> list[str]:

@@ -40,12 +40,14 @@ def test_shared_entries_are_json_or_raw_arrays_under_a_tenant_prefix(
     replica_pair: tuple[Runtime, Runtime], redis_url: str
 ) -> None:
     a, _ = replica_pair
+    assert a.shared is not None
+    ns = a.shared.namespace
     a.search.search(QUERY)
-    search_keys = _keys(redis_url, "mm:c:search:*")
-    assert search_keys and all(k.startswith("mm:c:search:default:") for k in search_keys)
+    search_keys = _keys(redis_url, f"{ns}:c:search:*")
+    assert search_keys and all(k.startswith(f"{ns}:c:search:default:") for k in search_keys)
     client = redis.Redis.from_url(redis_url)
     raw = client.get(search_keys[0])
-    vector_keys = _keys(redis_url, "mm:c:query_embedding:*")
+    vector_keys = _keys(redis_url, f"{ns}:c:query_embedding:*")
     vector = client.get(vector_keys[0])
     client.close()
     assert raw is not None and json.loads(raw)["results"]
@@ -98,14 +100,16 @@ def test_erasure_drops_the_users_shared_feed_entries(
     for user in ("ana", "ben"):
         a.users.upsert("default", user, None)
         a.discovery.feed("default", user, 5)
-    prefix = "mm:c:feed*:default:"
+    assert a.shared is not None
+    ns = a.shared.namespace
+    prefix = f"{ns}:c:feed*:default:"
     assert _keys(redis_url, prefix + "ana:*") and _keys(redis_url, prefix + "ben:*")
     ana = a.users.require("default", "ana")
     a.users.preference_direction(ana)
-    assert _keys(redis_url, f"mm:c:preference_vector:pk{ana.pk}:*")
+    assert _keys(redis_url, f"{ns}:c:preference_vector:pk{ana.pk}:*")
     b.users.delete("default", "ana")
     assert not _keys(redis_url, prefix + "ana:*")
-    assert not _keys(redis_url, f"mm:c:preference_vector:pk{ana.pk}:*")
+    assert not _keys(redis_url, f"{ns}:c:preference_vector:pk{ana.pk}:*")
     assert _keys(redis_url, prefix + "ben:*")
 
 
@@ -132,3 +136,17 @@ def test_keys_are_the_same_whatever_the_set_order() -> None:
 def test_without_redis_the_caches_stay_in_process(runtime: Runtime, tmp_path: Path) -> None:
     assert runtime.shared is None
     assert type(runtime.caches.search).__name__ == "MemoryCache"
+
+
+def test_deployments_on_other_databases_share_nothing_through_one_redis(
+    demo_data_dir: Path, tmp_path: Path, make_runtime: Any, redis_url: str
+) -> None:
+    import shutil
+
+    for name in ("staging", "production"):
+        shutil.copytree(demo_data_dir, tmp_path / name)
+    staging = make_runtime(tmp_path / "staging", redis_url=redis_url)
+    production = make_runtime(tmp_path / "production", redis_url=redis_url)
+    assert staging.shared.namespace != production.shared.namespace
+    staging.search.search(QUERY)
+    assert not production.search.search(QUERY).cached

@@ -21,7 +21,7 @@ import sys, time
 from metamedia.storage.redis_link import RedisLink
 from metamedia.storage.redis_stream import RedisEventStream
 
-stream = RedisEventStream(RedisLink(sys.argv[1]))
+stream = RedisEventStream(RedisLink(sys.argv[1], namespace=sys.argv[2]))
 got = stream.read("doomed", 1000, 1000, 600_000)
 print(len(got), flush=True)
 time.sleep(600)  # killed here: read, never acknowledged
@@ -80,9 +80,10 @@ def test_a_consumer_killed_mid_batch_loses_nothing(
     replica_pair: tuple[Runtime, Runtime], redis_url: str
 ) -> None:
     a, b = replica_pair
+    assert b.shared is not None
     batches = _record_some(a)
     doomed = subprocess.Popen(
-        [sys.executable, "-c", DOOMED_CONSUMER, redis_url],
+        [sys.executable, "-c", DOOMED_CONSUMER, redis_url, b.shared.namespace],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},

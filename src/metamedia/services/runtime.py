@@ -100,7 +100,11 @@ class Runtime:
             dim=embedder.dim,
         )
         repo = stores.catalog
-        shared = open_shared(settings.redis_url) if settings.redis_url else None
+        shared = (
+            open_shared(settings.redis_url, settings.resolved_database_url)
+            if settings.redis_url
+            else None
+        )
         caches = Caches(settings, shared.cache if shared else None, FeedPage)
         indexes = IndexManager(
             repo,

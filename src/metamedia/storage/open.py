@@ -6,6 +6,7 @@ contract forbids importing a backend module from anywhere but here.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -155,6 +156,7 @@ class SharedServices:
     """
 
     url: str  # redacted: safe to log and show
+    namespace: str  # every key and channel of this deployment starts with it
     cache: CacheStore
     bus: MessageBus
     events: EventStream
@@ -163,10 +165,17 @@ class SharedServices:
     close: Callable[[], None]
 
 
-def open_shared(url: str) -> SharedServices:
+def open_shared(url: str, database_url: str) -> SharedServices:
     """The shared services for a `redis://` URL. Connects lazily: a Redis that is down
-    at start-up degrades the service instead of stopping it."""
-    link = RedisLink(url)
+    at start-up degrades the service instead of stopping it.
+
+    Keys, channels and the stream are namespaced by the database they serve, so two
+    deployments that share one Redis (staging and production, two data directories
+    on one machine) never read each other's cached answers or events. Replicas of
+    one deployment must therefore name the database by the same URL.
+    """
+    identity = hashlib.sha256(redact_url(database_url).encode()).hexdigest()[:12]
+    link = RedisLink(url, namespace=f"mm:{identity}")
     bus = RedisBus(link)
     events = RedisEventStream(link)
 
@@ -177,6 +186,7 @@ def open_shared(url: str) -> SharedServices:
 
     return SharedServices(
         url=link.shown_url,
+        namespace=link.namespace,
         cache=RedisCache(link),
         bus=bus,
         events=events,
