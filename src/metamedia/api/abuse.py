@@ -28,10 +28,12 @@ NAMESPACE = "user-events"
 class EventGate:
     """Admits a batch of events for one user, or says why not."""
 
-    def __init__(self, max_batch: int, per_user: str, redis_url: str | None = None) -> None:
+    def __init__(
+        self, max_batch: int, per_user: str, redis_url: str | None = None, database_url: str = ""
+    ) -> None:
         self.max_batch = max_batch
         self.per_user: RateLimitItem = parse(per_user)
-        self.limiter = limiter_for(redis_url)  # shared by replicas when Redis is there
+        self.limiter = limiter_for(redis_url, database_url)  # shared by replicas with Redis
 
     def admit(self, caller: Caller, tenant: str, user: str, count: int) -> None:
         """Raise when an untrusted caller sends too many events at once or too fast."""
@@ -68,7 +70,10 @@ def event_gate(conn: HTTPConnection) -> EventGate:
         runtime: Runtime = state.runtime
         settings = runtime.settings
         gate = EventGate(
-            settings.untrusted_event_batch, settings.user_event_rate, settings.redis_url
+            settings.untrusted_event_batch,
+            settings.user_event_rate,
+            settings.redis_url,
+            settings.resolved_database_url,
         )
         state.event_gate = gate
     return gate

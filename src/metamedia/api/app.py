@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         per_ip=config.rate_limit_per_ip,
         per_key=config.rate_limit_per_key,
         redis_url=config.redis_url,
+        database_url=config.resolved_database_url,
     )
     configure_logging()
     app.add_middleware(RequestObserver, metrics=metrics)

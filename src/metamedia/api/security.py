@@ -69,13 +69,14 @@ class RequestGuard:
         per_ip: str,
         per_key: str,
         redis_url: str | None = None,
+        database_url: str = "",
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.per_ip: list[RateLimitItem] = parse_many(per_ip)
         self.per_key: list[RateLimitItem] = parse_many(per_key)
         # Shared by every replica through Redis when there is one (see rate_limits).
-        self.limiter = limiter_for(redis_url)
+        self.limiter = limiter_for(redis_url, database_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in UNLIMITED_PATHS:

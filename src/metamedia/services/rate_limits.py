@@ -83,9 +83,10 @@ class FailoverLimiter:
         return self.local.get_window_stats(item, *identifiers)
 
 
-def limiter_for(redis_url: str | None) -> FailoverLimiter:
-    """The limiter a deployment gets: shared through Redis when it has one."""
+def limiter_for(redis_url: str | None, database_url: str = "") -> FailoverLimiter:
+    """The limiter a deployment gets: shared through Redis when it has one (counters
+    namespaced by the deployment's database, like everything else in Redis)."""
     if not redis_url:
         return FailoverLimiter()
     url = redis_url
-    return FailoverLimiter(lambda: open_rate_storage(url))
+    return FailoverLimiter(lambda: open_rate_storage(url, database_url))

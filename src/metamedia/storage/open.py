@@ -52,6 +52,7 @@ __all__ = [
     "open_shared",
     "open_stores",
     "redact_url",
+    "shared_namespace",
 ]
 
 
@@ -174,8 +175,7 @@ def open_shared(url: str, database_url: str) -> SharedServices:
     on one machine) never read each other's cached answers or events. Replicas of
     one deployment must therefore name the database by the same URL.
     """
-    identity = hashlib.sha256(redact_url(database_url).encode()).hexdigest()[:12]
-    link = RedisLink(url, namespace=f"mm:{identity}")
+    link = RedisLink(url, namespace=shared_namespace(database_url))
     bus = RedisBus(link)
     events = RedisEventStream(link)
 
@@ -196,6 +196,11 @@ def open_shared(url: str, database_url: str) -> SharedServices:
     )
 
 
-def open_rate_storage(url: str) -> RateStorage:
+def shared_namespace(database_url: str) -> str:
+    """The Redis key prefix of the deployment that serves `database_url`."""
+    return "mm:" + hashlib.sha256(redact_url(database_url).encode()).hexdigest()[:12]
+
+
+def open_rate_storage(url: str, database_url: str) -> RateStorage:
     """Rate-limit counters shared by every replica, on the Redis at `url`."""
-    return redis_rate_storage(url)
+    return redis_rate_storage(url, shared_namespace(database_url))

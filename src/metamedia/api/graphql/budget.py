@@ -31,13 +31,19 @@ NAMESPACE = "graphql-cost"
 class CostBudget:
     """Sliding-window counters of cost units, one per caller (in this process)."""
 
-    def __init__(self, per_minute: int, key_per_minute: int, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        key_per_minute: int,
+        redis_url: str | None = None,
+        database_url: str = "",
+    ) -> None:
         self.items: dict[BucketKind, RateLimitItem] = {
             "anonymous": RateLimitItemPerMinute(per_minute),
             "user": RateLimitItemPerMinute(per_minute),
             "key": RateLimitItemPerMinute(key_per_minute),
         }
-        self.limiter = limiter_for(redis_url)  # shared by replicas when Redis is there
+        self.limiter = limiter_for(redis_url, database_url)  # shared by replicas with Redis
 
     def charge(self, caller: Bucket, cost: int) -> int | None:
         """Count `cost` against the caller; seconds to wait when it does not fit, else None."""

@@ -256,6 +256,7 @@ def graphql_router(settings: Settings) -> GraphQLRouter[GraphQLContext, None]:
         settings.graphql_budget_per_minute,
         settings.graphql_key_budget_per_minute,
         settings.redis_url,
+        settings.resolved_database_url,
     )
     schema = build_schema(settings.graphql_max_depth, settings.graphql_max_cost, budget)
     # No subscriptions: the WebSocket protocols stay off, so every operation is an
