@@ -8,16 +8,20 @@ per-process counters while Redis is away.
 
 from __future__ import annotations
 
+from typing import Any
+
 from limits.storage import RedisStorage, Storage
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 TIMEOUT_S = 0.25
 
 
 def redis_rate_storage(url: str, namespace: str = "mm") -> Storage:
-    return RedisStorage(
-        url,
-        key_prefix=f"{namespace}:limits",
-        wrap_exceptions=True,
-        socket_timeout=TIMEOUT_S,
-        socket_connect_timeout=TIMEOUT_S,
-    )
+    # No retries: the caller's breaker decides when Redis is worth another try.
+    options: dict[str, Any] = {
+        "socket_timeout": TIMEOUT_S,
+        "socket_connect_timeout": TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    return RedisStorage(url, key_prefix=f"{namespace}:limits", wrap_exceptions=True, **options)
