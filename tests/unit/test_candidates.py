@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metamedia.services.candidates import CandidateSource
+from metamedia.services.candidates import CandidateSource, TrendingSource
 from metamedia.services.recommend import FeedWeights
 from metamedia.services.runtime import Runtime
 
@@ -141,3 +141,28 @@ def test_every_source_keeps_to_what_the_viewer_may_see(runtime: Runtime) -> None
         hidden = forbidden if user == "viewer" else {"private", "elsewhere"}
         assert not hidden & {item.id for item in page.items}, name
         assert any(reason in item.reasons for item in page.items), (name, page.items)
+
+
+def test_trending_counts_are_shared_by_a_tenants_feeds_for_their_time_to_live(
+    runtime: Runtime,
+) -> None:
+    """One week-long count per tenant serves every viewer's feed for `ttl_s`; after it,
+    new interactions show."""
+    for n in range(3):
+        _put(runtime, f"t-{n}")
+    record = runtime.users.record
+    record("default", "a", [{"item": "t-0", "type": "view"}], create_user=True)
+    runtime.users.upsert("default", "viewer", None)
+    source = TrendingSource(runtime.recommend.users, runtime.indexes.visible, ttl_s=3600)
+
+    def counts() -> dict[str, int]:
+        ctx = runtime.recommend.candidate_context("default", "viewer")
+        found = source.counts(ctx, 10)
+        return dict(zip(_ids(runtime, list(found)), found.values(), strict=True))
+
+    assert counts() == {"t-0": 1}
+    for user in ("b", "c"):
+        record("default", user, [{"item": "t-1", "type": "view"}], create_user=True)
+    assert counts() == {"t-0": 1}  # the tenant's counts, as fetched within the hour
+    source.ttl_s = 0.0
+    assert counts() == {"t-1": 2, "t-0": 1}

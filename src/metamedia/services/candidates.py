@@ -20,6 +20,7 @@ feed re-ranked after each interaction does not rank the catalog again.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ from metamedia.storage.records import EventRow, RankingRow
 from metamedia.storage.roles import CatalogStore, UserStore
 
 TRENDING_WINDOW_S = 7 * 86_400.0
+TRENDING_TTL_S = 5.0  # how long a tenant's trending counts serve feeds (see TrendingSource)
 
 
 @dataclass(frozen=True)
@@ -285,23 +287,46 @@ class PopularSource:
 
 
 class TrendingSource:
-    """Items with the most distinct users interacting this week (`UserStore.trending`)."""
+    """Items with the most distinct users interacting this week (`UserStore.trending`).
+
+    The tenant's counts are one query over a week of events, the same for every
+    viewer, so they are kept per tenant for `ttl_s` seconds: a feed a few seconds
+    behind a week's counts ranks the same, and the viewer's own new events never
+    reach their feed anyway (seen items are left out).
+    """
 
     name = "trending"
 
-    def __init__(self, users: UserStore, visible: Visible) -> None:
+    def __init__(self, users: UserStore, visible: Visible, ttl_s: float = TRENDING_TTL_S) -> None:
         self.users = users
         self.visible = visible
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        # tenant -> (fetched at, rows asked for, (pk, count) best first)
+        self._counts: dict[str, tuple[float, int, list[tuple[int, int]]]] = {}
 
     def counts(self, ctx: CandidateContext, limit: int) -> dict[int, int]:
         """This week's counts for the tenant, visible or not, fetched once per context:
         the scorer reads them as a feature of every candidate, whatever proposed it."""
         if ctx.trending_counts is None:
-            since = ctx.now - TRENDING_WINDOW_S
-            ctx.trending_counts = dict(
-                self.users.trending(ctx.tenant, since, limit + len(ctx.seen))
-            )
+            ctx.trending_counts = dict(self._ranked(ctx.tenant, ctx.now, limit + len(ctx.seen)))
         return ctx.trending_counts
+
+    def _ranked(self, tenant: str, now: float, n: int) -> list[tuple[int, int]]:
+        clock = time.monotonic()
+        with self._lock:
+            hit = self._counts.get(tenant)
+        if (
+            hit is not None
+            and clock - hit[0] < self.ttl_s
+            and (hit[1] >= n or len(hit[2]) < hit[1])
+        ):
+            return hit[2][:n]
+        asked = max(n, 2 * hit[1]) if hit is not None else n
+        rows = list(self.users.trending(tenant, now - TRENDING_WINDOW_S, asked))
+        with self._lock:
+            self._counts[tenant] = (clock, asked, rows)
+        return rows[:n]
 
     def candidates(self, ctx: CandidateContext, limit: int) -> list[Candidate]:
         counts = self.counts(ctx, limit)
