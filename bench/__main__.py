@@ -132,10 +132,25 @@ def _run_quality(args: argparse.Namespace, argv: list[str] | None) -> int:
 def _add_service(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     service = commands.add_parser(
         "service",
-        help="mixed search / feed / interaction load on the real server, caches cold and warm",
+        help="mixed search / feed / interaction load on the real server, caches cold and "
+        "warm, embedded and on PostgreSQL + Redis with one and two replicas",
         description="Measure the service under mixed load; writes service.md/.json.",
     )
     service.add_argument("--quick", action="store_true", help="600 requests per pass")
+    service.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        choices=(1, 2),
+        default=[1, 2],
+        help="PostgreSQL + Redis configurations to run: 1 and/or 2 `metamedia serve` "
+        "replicas (default both)",
+    )
+    service.add_argument(
+        "--no-embedded",
+        action="store_true",
+        help="skip the embedded-default passes (a partial report, for trying the replicas)",
+    )
     service.add_argument(
         "--out", type=Path, default=BENCH_DIR / "results", help="output folder (bench/results)"
     )
