@@ -12,8 +12,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,11 @@ from metamedia.engine.embed import Embedder
 from metamedia.services.runtime import Runtime
 from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, DEMO_CATALOG
 from tests.live_server import free_port, wait_until_ready
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 PER_IP_LIMIT = 30
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """A bounded wait for something another process does (not a timing assertion)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 class Replica:

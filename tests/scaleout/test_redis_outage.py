@@ -5,8 +5,7 @@ redis-server under a running service."""
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,9 @@ from metamedia.api.app import create_app
 from metamedia.services.runtime import Runtime
 from metamedia.testing.redis import RedisServer
 from tests.conftest import ADMIN_HEADERS
+from tests.waiting import wait_until
 
 QUERY = {"query": "haunted manor on the moors", "limit": 5}
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 @pytest.fixture()
@@ -45,7 +36,7 @@ def served(
     shutil.copytree(demo_data_dir, copy)
     runtime: Runtime = make_runtime(copy, redis_url=own_redis.url)
     with TestClient(create_app(runtime=runtime)) as client:
-        assert wait_until(lambda: client.get("/readyz").status_code == 200)
+        assert wait_until(lambda: client.get("/readyz").status_code == 200, 20.0)
         yield client, runtime
 
 
@@ -84,9 +75,9 @@ def test_redis_outage_degrades_speed_not_answers_and_recovers(
     assert ready.json()["status"] == "ready"
 
     own_redis.start()
-    assert wait_until(lambda: client.get("/readyz").json()["checks"]["redis"] == "ok")
+    assert wait_until(lambda: client.get("/readyz").json()["checks"]["redis"] == "ok", 20.0)
     assert runtime.replication is not None
-    assert wait_until(lambda: runtime.replication.handled.get("resync", 0) >= 1)  # type: ignore[union-attr]
+    assert wait_until(lambda: runtime.replication.handled.get("resync", 0) >= 1, 20.0)  # type: ignore[union-attr]
     # The shared tier is written and read again.
     client.post("/v1/search", json={**QUERY, "limit": 8})
     keys_after = own_redis_keys(own_redis)
