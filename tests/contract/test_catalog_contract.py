@@ -198,6 +198,7 @@ def test_feed_rankings_are_identical_across_backends(postgres_url: str, tmp_path
             assert embedded.catalog.visible_pks(flt, some) == server.catalog.visible_pks(flt, some)
         pks = list(ids["sqlite"])[:50]
         assert embedded.catalog.ranking_rows(pks).keys() == server.catalog.ranking_rows(pks).keys()
+        stored = embedded.catalog.get_many(pks)
         for pk, row in embedded.catalog.ranking_rows(pks).items():
             other = server.catalog.ranking_rows([pk])[pk]
             assert (row.popularity, row.released, row.language) == (
@@ -205,6 +206,9 @@ def test_feed_rankings_are_identical_across_backends(postgres_url: str, tmp_path
                 other.released,
                 other.language,
             )
+            # A feed page shows these two without parsing the document.
+            assert (row.external_id, row.title) == (other.external_id, other.title)
+            assert (row.external_id, row.title) == (stored[pk].id, stored[pk].title)
     finally:
         embedded.close()
         server.close()

@@ -183,11 +183,13 @@ class RecommendService:
         self, ranked: list[tuple[int, float, list[str]]], snapshot_id: str, offset: int, limit: int
     ) -> FeedPage:
         page = ranked[offset : offset + limit]
-        items = self.media.get_many([key for key, _, _ in page])
+        # Ids and titles from the ranking rows (columns, cached per catalog version):
+        # parsing whole documents for two fields was a sixth of a feed's time.
+        rows = self.rows.get(self.media.last_change(), [key for key, _, _ in page])
         out = [
-            FeedItem(id=items[key].id, title=items[key].title, score=score, reasons=reasons)
+            FeedItem(id=rows[key].external_id, title=rows[key].title, score=score, reasons=reasons)
             for key, score, reasons in page
-            if key in items
+            if key in rows
         ]
         end = offset + limit
         next_cursor = _encode_cursor(snapshot_id, end) if end < len(ranked) else None
@@ -387,13 +389,11 @@ class _Explainer:
         if ctx.ease is not None:
             collab_keys = [k for k in keys if "collaborative" in proposed[k]]
             self.collab_anchor = ctx.ease.strongest_links(ctx.history, collab_keys)
-        anchors = set(self.positive_keys) | set(self.collab_anchor.values())
+        anchors = sorted(set(self.positive_keys) | set(self.collab_anchor.values()))
         # An anchor the user may no longer see (made private since) is never quoted.
-        self.titles = {
-            k: v.title
-            for k, v in service.media.get_many(sorted(anchors)).items()
-            if v.tenant == ctx.tenant and v.visible_to(ctx.user)
-        }
+        visible = service.indexes.visible(ctx.flt, anchors) if anchors else set()
+        anchor_rows = service.rows.get(ctx.catalog_version, [k for k in anchors if k in visible])
+        self.titles = {k: row.title for k, row in anchor_rows.items()}
 
     def reasons(self, i: int, vector: FloatArray) -> list[str]:
         key = self.keys[i]

@@ -176,6 +176,8 @@ class RankingRow:
     language: str | None
     genres: tuple[str, ...]
     platforms: tuple[str, ...]
+    external_id: str = ""  # what a feed page shows, so it needs no document parse either
+    title: str = ""
 
 
 # -- backups (services/backup.py) ---------------------------------------------

@@ -469,11 +469,12 @@ class SQLCatalog:
 
     def ranking_rows(self, pks: Sequence[int]) -> dict[int, RankingRow]:
         """Columns plus the genre and platform link tables; the release date is the one
-        field read from the document (a JSON operator, no model parse)."""
+        field read from the document (a JSON operator, no model parse). The id and
+        title come along: a feed page shows nothing else."""
         found: dict[int, RankingRow] = {}
         statement = text(
             f"SELECT m.pk, m.popularity, m.year, {self._released_sql()}, m.created_at, "
-            "m.language FROM media m WHERE m.pk IN :r_pks"
+            "m.language, m.external_id, m.title FROM media m WHERE m.pk IN :r_pks"
         ).bindparams(bindparam("r_pks", expanding=True))
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted({int(p) for p in pks}), 500):
@@ -490,7 +491,7 @@ class SQLCatalog:
                 ):
                     platforms.setdefault(int(pk), []).append(str(platform))
                 rows = conn.execute(statement, {"r_pks": chunk})
-                for pk, popularity, year, date, created_at, language in rows:
+                for pk, popularity, year, date, created_at, language, external_id, title in rows:
                     key = int(pk)
                     found[key] = RankingRow(
                         pk=key,
@@ -500,6 +501,8 @@ class SQLCatalog:
                         language=language,
                         genres=tuple(genres.get(key, ())),
                         platforms=tuple(platforms.get(key, ())),
+                        external_id=str(external_id),
+                        title=str(title),
                     )
         return found
 
