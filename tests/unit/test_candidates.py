@@ -166,3 +166,29 @@ def test_trending_counts_are_shared_by_a_tenants_feeds_for_their_time_to_live(
     assert counts() == {"t-0": 1}  # the tenant's counts, as fetched within the hour
     source.ttl_s = 0.0
     assert counts() == {"t-1": 2, "t-0": 1}
+
+
+class _CountingTrending:
+    """A user store whose `trending` only records the LIMIT it was asked for."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.asked: list[int] = []
+
+    def trending(self, tenant: str, since: float, limit: int) -> list[tuple[int, int]]:
+        self.asked.append(limit)
+        return [(pk, 1) for pk in range(min(limit, self.rows))]
+
+
+def test_expired_trending_counts_are_re_read_at_their_size_not_a_doubled_one() -> None:
+    """Under steady traffic every expiry re-reads; the LIMIT must stay put (it once
+    doubled each time and passed PostgreSQL's integer range within minutes)."""
+    users = _CountingTrending(rows=10_000)
+    source = TrendingSource(users, lambda _flt, pks: set(pks), ttl_s=0.0)  # type: ignore[arg-type]
+    for _ in range(100):
+        source._ranked("default", 0.0, 30)
+    assert set(users.asked) == {30}
+    source.ttl_s = 3600.0
+    source._ranked("default", 0.0, 45)  # a viewer with more seen items: grow, once
+    assert users.asked[-1] == 60
+    assert source._ranked("default", 0.0, 50) and users.asked[-1] == 60

@@ -316,13 +316,19 @@ class TrendingSource:
         clock = time.monotonic()
         with self._lock:
             hit = self._counts.get(tenant)
-        if (
-            hit is not None
-            and clock - hit[0] < self.ttl_s
-            and (hit[1] >= n or len(hit[2]) < hit[1])
-        ):
+        fresh = hit is not None and clock - hit[0] < self.ttl_s
+        if hit is not None and fresh and (hit[1] >= n or len(hit[2]) < hit[1]):
             return hit[2][:n]
-        asked = max(n, 2 * hit[1]) if hit is not None else n
+        # Grow geometrically only when fresh counts were too short for this viewer; an
+        # expired entry is re-read at the size it had. Doubling on every expiry made the
+        # LIMIT grow without bound under steady traffic (2^31 after ~2 minutes of feeds,
+        # which PostgreSQL refuses as an integer out of range).
+        if hit is None:
+            asked = n
+        elif fresh:
+            asked = max(n, 2 * hit[1])
+        else:
+            asked = max(n, hit[1])
         rows = list(self.users.trending(tenant, now - TRENDING_WINDOW_S, asked))
         with self._lock:
             self._counts[tenant] = (clock, asked, rows)
