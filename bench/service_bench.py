@@ -381,7 +381,8 @@ def run_embedded(plan: Plan, source: Path, work: Path) -> tuple[dict[str, Any], 
         mock.patch.dict(os.environ, _server_env(0)),
         Server(data_dir, work / "server-nocache.log") as server,
     ):
-        target = Target("embedded, caches off", [server.base_url], CpuMeter({}))
+        meter = CpuMeter({"server A": [_pid(server)]})
+        target = Target("embedded, caches off", [server.base_url], meter)
         # A run-through first so the model and index are as warm as in the warm pass
         # (with caches off nothing else carries over). A third of a pass does that and
         # keeps the whole run, PostgreSQL and replicas included, near 15 minutes.
@@ -595,10 +596,30 @@ def render(report: dict[str, Any]) -> str:
     lines += ["## Targets", "", "| target | measured | met? |", "|---|---|---|"]
     for name, measured, met in report["targets"]:
         lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
+    contention = _contention(raw)
+    if contention:
+        lines += [
+            "",
+            "Work outside this benchmark (other jobs on the box, from the CPU accounting) "
+            f"took this share of the two cores during the warm passes: {contention}. "
+            "The latency targets were measured under it.",
+        ]
     notes = scaling_notes(raw)
     if notes:
         lines += ["", "## What the saturation numbers mean", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def _contention(raw: dict[str, Any]) -> str:
+    """Per configuration, the share of the machine other work took in the warm pass."""
+    parts = []
+    for config in raw["configurations"]:
+        warm = _pass(config, WARM)
+        cpu = warm["cpu_s"] if warm is not None else {}
+        if cpu.get("capacity"):
+            share = cpu["other processes"] / cpu["capacity"]
+            parts.append(f"{share:.0%} ({config['label']})")
+    return ", ".join(parts)
 
 
 def _render_replicas(
