@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -22,7 +23,10 @@ DEMO_CATALOG = Path(__file__).resolve().parents[1] / "src" / "metamedia" / "demo
 
 
 ADMIN_KEY = "test-admin-key-not-a-secret"
-ADMIN_HEADERS = {"X-API-Key": ADMIN_KEY}
+# Read-only: Starlette's TestClient.websocket_connect adds its handshake headers to
+# the dict it is given, and a shared dict once carried a stale Sec-WebSocket-Key into
+# a later test's real handshake (uvicorn refused it: "multiple values").
+ADMIN_HEADERS: Mapping[str, str] = MappingProxyType({"X-API-Key": ADMIN_KEY})
 
 
 @pytest.fixture(scope="session")

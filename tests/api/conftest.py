@@ -14,7 +14,7 @@ from tests.conftest import ADMIN_HEADERS
 def client(demo_runtime: Runtime) -> Iterator[TestClient]:
     """The real app over a copy of the demo catalog, called with the admin key, as a
     back-end service would (writes stay in this test)."""
-    with TestClient(create_app(runtime=demo_runtime), headers=ADMIN_HEADERS) as test_client:
+    with TestClient(create_app(runtime=demo_runtime), headers=dict(ADMIN_HEADERS)) as test_client:
         yield test_client
 
 

@@ -28,8 +28,8 @@ def _views(item: str, count: int, start: float) -> list[dict[str, Any]]:
 
 
 def _token(client: TestClient, user: str) -> dict[str, str]:
-    assert client.put(f"/v1/users/{user}", headers=ADMIN_HEADERS).status_code == 200
-    issued = client.post(f"/v1/users/{user}/token", headers=ADMIN_HEADERS)
+    assert client.put(f"/v1/users/{user}", headers=dict(ADMIN_HEADERS)).status_code == 200
+    issued = client.post(f"/v1/users/{user}/token", headers=dict(ADMIN_HEADERS))
     assert issued.status_code == 200, issued.text
     return {"Authorization": f"Bearer {issued.json()['token']}"}
 

@@ -163,7 +163,7 @@ def test_keys_from_before_tenants_become_platform_keys(make_runtime: Any, tmp_pa
     with TestClient(create_app(runtime=runtime)) as anon:
         headers = {"X-API-Key": secret, "X-Tenant": "acme"}
         assert anon.put("/v1/media/old-1", json=ITEM, headers=headers).status_code == 201
-        listed = anon.get("/v1/admin/keys", headers=ADMIN_HEADERS).json()
+        listed = anon.get("/v1/admin/keys", headers=dict(ADMIN_HEADERS)).json()
         assert [(k["name"], k["tenant"]) for k in listed] == [("legacy", None)]
 
 

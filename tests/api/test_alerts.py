@@ -41,7 +41,7 @@ def open_app(demo_data_dir: Path, tmp_path: Path, make_runtime: Any) -> OpenApp:
         shutil.copytree(demo_data_dir, copy)
         runtime: Runtime = make_runtime(copy, **settings)
         with TestClient(
-            create_app(runtime=runtime), headers=ADMIN_HEADERS, raise_server_exceptions=False
+            create_app(runtime=runtime), headers=dict(ADMIN_HEADERS), raise_server_exceptions=False
         ) as client:
             yield client, runtime
 

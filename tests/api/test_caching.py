@@ -92,7 +92,7 @@ def test_writes_from_another_process_are_seen_despite_caches(
     """Two runtimes on one data dir stand for two processes: the catalog version and the
     user version in the cache keys come from the shared database, not from memory."""
     other = make_runtime(demo_runtime.settings.data_dir)
-    with TestClient(create_app(runtime=demo_runtime), headers=ADMIN_HEADERS) as client:
+    with TestClient(create_app(runtime=demo_runtime), headers=dict(ADMIN_HEADERS)) as client:
         client.put("/v1/users/cy")
         client.post("/v1/search", json=QUERY)
         assert client.post("/v1/search", json=QUERY).json()["cached"]

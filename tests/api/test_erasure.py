@@ -60,7 +60,7 @@ def exp_runtime(make_runtime: Any, demo_data_dir: Path, tmp_path: Path) -> Runti
 
 @pytest.fixture()
 def client(exp_runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=exp_runtime), headers=ADMIN_HEADERS) as test_client:
+    with TestClient(create_app(runtime=exp_runtime), headers=dict(ADMIN_HEADERS)) as test_client:
         yield test_client
 
 

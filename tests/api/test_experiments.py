@@ -80,7 +80,7 @@ def exp_runtime(make_runtime: Any, exp_dir: Path, features_file: Path) -> Runtim
 
 @pytest.fixture()
 def exp_client(exp_runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=exp_runtime), headers=ADMIN_HEADERS) as client:
+    with TestClient(create_app(runtime=exp_runtime), headers=dict(ADMIN_HEADERS)) as client:
         yield client
 
 

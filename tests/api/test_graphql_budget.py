@@ -134,5 +134,5 @@ def test_each_caller_has_a_budget_per_minute_then_429_before_any_resolver(
     assert calls.counts == before
 
     # A key is its own bucket, with its own (larger) budget.
-    as_key = client.post("/graphql", json={"query": CHEAP}, headers=ADMIN_HEADERS)
+    as_key = client.post("/graphql", json={"query": CHEAP}, headers=dict(ADMIN_HEADERS))
     assert as_key.status_code == 200 and "errors" not in as_key.json()

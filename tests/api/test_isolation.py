@@ -209,7 +209,7 @@ def _world_intact(client: httpx.Client) -> None:
         )
         assert prefs.status_code == 200, (user, prefs.text)
         assert prefs.json()["blocked_owners"] == preferences(user)["blocked_owners"]
-    keys = client.get("/v1/admin/keys", headers=ADMIN_HEADERS).json()
+    keys = client.get("/v1/admin/keys", headers=dict(ADMIN_HEADERS)).json()
     assert len(keys) == 5 and all(k["revoked_at"] is None for k in keys), keys
 
 

@@ -71,7 +71,7 @@ def test_admin_endpoints_refuse_anonymous_callers(anon_client: TestClient) -> No
         response = anon_client.get(path)
         assert response.status_code == 401, path
     bad = anon_client.post(
-        "/v1/admin/keys", json={"name": "x", "scopes": ["root"]}, headers=ADMIN_HEADERS
+        "/v1/admin/keys", json={"name": "x", "scopes": ["root"]}, headers=dict(ADMIN_HEADERS)
     )
     assert bad.status_code == 422 and "root" in bad.json()["error"]["message"]
 
@@ -85,8 +85,8 @@ def test_end_user_writes_follow_the_anonymous_setting(make_runtime: Any) -> None
     with TestClient(create_app(runtime=closed_rt)) as anon:
         refused = anon.put("/v1/users/ana")
         assert refused.status_code == 401
-        assert anon.put("/v1/users/ana", headers=ADMIN_HEADERS).status_code == 200
-        token = anon.post("/v1/users/ana/token", headers=ADMIN_HEADERS).json()["token"]
+        assert anon.put("/v1/users/ana", headers=dict(ADMIN_HEADERS)).status_code == 200
+        token = anon.post("/v1/users/ana/token", headers=dict(ADMIN_HEADERS)).json()["token"]
         own = anon.put("/v1/users/ana", headers={"Authorization": f"Bearer {token}"})
         assert own.status_code == 200
 
@@ -109,14 +109,16 @@ def test_rate_limit_answers_429_with_retry_after_per_ip_and_per_key(make_runtime
         assert limited.json()["error"]["type"] == "RateLimited"
         assert anon.get("/healthz").status_code == 200  # probes are never limited
         # A verified key has its own, larger budget; a made-up key does not escape the IP limit.
-        keyed = [anon.get("/v1/media/none", headers=ADMIN_HEADERS).status_code for _ in range(6)]
+        keyed = [
+            anon.get("/v1/media/none", headers=dict(ADMIN_HEADERS)).status_code for _ in range(6)
+        ]
         assert keyed == [404] * 5 + [429]
         assert anon.get("/v1/media/none", headers={"X-API-Key": "made-up"}).status_code == 429
 
 
 def test_request_bodies_over_the_limit_get_413_declared_or_streamed(make_runtime: Any) -> None:
     runtime = make_runtime(max_body_bytes=2048)
-    with TestClient(create_app(runtime=runtime), headers=ADMIN_HEADERS) as client:
+    with TestClient(create_app(runtime=runtime), headers=dict(ADMIN_HEADERS)) as client:
         big = {"items": [dict(ITEM, id=f"b-{i}") for i in range(40)]}
         declared = client.post("/v1/media", json=big)
         assert declared.status_code == 413

@@ -85,7 +85,7 @@ def test_an_interaction_pushes_the_refreshed_top_of_the_feed(client: TestClient)
 def test_a_new_item_matching_a_saved_search_is_pushed_and_others_are_not(
     client: TestClient,
 ) -> None:
-    with client.websocket_connect("/v1/ws", headers=ADMIN_HEADERS) as ws:
+    with client.websocket_connect("/v1/ws", headers=dict(ADMIN_HEADERS)) as ws:
         assert ws.receive_json()["type"] == "ready"
         ws.send_json(SAVED)
         assert _until(ws, "subscribed")["id"] == "lights"
@@ -117,7 +117,7 @@ def test_heartbeats_bad_messages_and_resume_after_a_dropped_connection(
     make_runtime: Any, demo_runtime: Any
 ) -> None:
     runtime = make_runtime(demo_runtime.settings.data_dir, ws_heartbeat_s=0.2, ws_idle_timeout_s=30)
-    with TestClient(create_app(runtime=runtime), headers=ADMIN_HEADERS) as client:
+    with TestClient(create_app(runtime=runtime), headers=dict(ADMIN_HEADERS)) as client:
         with client.websocket_connect("/v1/ws") as ws:
             ready = ws.receive_json()
             assert ready["heartbeat_s"] == 0.2

@@ -72,7 +72,7 @@ def answers(data_dir: Path, env: dict[str, str]) -> dict[str, Any]:
         admin_key=ADMIN_KEY,
         memory_limit_mb=0,
     )
-    with TestClient(create_app(settings), headers=ADMIN_HEADERS) as client:
+    with TestClient(create_app(settings), headers=dict(ADMIN_HEADERS)) as client:
         exports = {u: client.get(f"/v1/users/{u}/export").json() for u in USERS}
     return {"search": found, "feed": feeds, "export": exports}
 

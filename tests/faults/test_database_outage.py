@@ -29,7 +29,7 @@ def own_server(tmp_path: Path) -> Iterator[PostgresServer]:
 
 def _put(client: httpx.Client, media_id: str, title: str) -> httpx.Response:
     body = {"title": title, "type": "movie", "description": "A test film about outages."}
-    return client.put(f"/v1/media/{media_id}", json=body, headers=ADMIN_HEADERS)
+    return client.put(f"/v1/media/{media_id}", json=body, headers=dict(ADMIN_HEADERS))
 
 
 def test_writes_refuse_cached_reads_answer_and_service_recovers(

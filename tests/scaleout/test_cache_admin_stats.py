@@ -18,7 +18,7 @@ QUERY = SearchRequest(query="haunted manor on the moors", limit=5)
 
 
 def _search_row(runtime: Runtime) -> dict[str, object]:
-    with TestClient(create_app(runtime=runtime), headers=ADMIN_HEADERS) as client:
+    with TestClient(create_app(runtime=runtime), headers=dict(ADMIN_HEADERS)) as client:
         rows = client.get("/v1/admin/caches").json()["caches"]
     row: dict[str, object] = next(r for r in rows if r["name"] == "search")
     return row

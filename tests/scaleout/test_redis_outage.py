@@ -47,21 +47,23 @@ def test_redis_outage_degrades_speed_not_answers_and_recovers(
     ready = client.get("/readyz").json()
     assert ready["checks"]["redis"] == "ok"
     baseline = client.post("/v1/search", json=QUERY).json()
-    client.put("/v1/users/ana", headers=ADMIN_HEADERS)
-    assert client.get("/v1/users/ana/feed?limit=5", headers=ADMIN_HEADERS).status_code == 200
+    client.put("/v1/users/ana", headers=dict(ADMIN_HEADERS))
+    assert client.get("/v1/users/ana/feed?limit=5", headers=dict(ADMIN_HEADERS)).status_code == 200
 
     own_redis.stop()
     # Reads answer, skipping the shared tier (a fresh query is ranked here).
     down = client.post("/v1/search", json={**QUERY, "limit": 6})
     assert down.status_code == 200 and down.json()["results"]
-    assert client.get("/v1/users/ana/feed?limit=7", headers=ADMIN_HEADERS).status_code == 200
+    assert client.get("/v1/users/ana/feed?limit=7", headers=dict(ADMIN_HEADERS)).status_code == 200
     # Writes never fail because of the cache or the bus.
     top = baseline["results"][0]
     item = client.get(f"/v1/media/{top['id']}").json()
     renamed = {**item, "title": item["title"] + " (Director's Cut)"}
-    assert client.put(f"/v1/media/{top['id']}", json=renamed, headers=ADMIN_HEADERS).is_success
+    assert client.put(
+        f"/v1/media/{top['id']}", json=renamed, headers=dict(ADMIN_HEADERS)
+    ).is_success
     events = {"events": [{"item": top["id"], "type": "like"}]}
-    recorded = client.post("/v1/users/ana/interactions", json=events, headers=ADMIN_HEADERS)
+    recorded = client.post("/v1/users/ana/interactions", json=events, headers=dict(ADMIN_HEADERS))
     assert recorded.status_code == 200
     # ... and the write is visible: no stale answer from any tier.
     titles = [h["title"] for h in client.post("/v1/search", json=QUERY).json()["results"]]

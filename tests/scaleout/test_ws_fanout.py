@@ -24,8 +24,8 @@ def test_a_feed_watcher_on_b_gets_the_push_for_an_interaction_on_a(
 ) -> None:
     a, b = replica_pair
     with (
-        TestClient(create_app(runtime=a), headers=ADMIN_HEADERS) as on_a,
-        TestClient(create_app(runtime=b), headers=ADMIN_HEADERS) as on_b,
+        TestClient(create_app(runtime=a), headers=dict(ADMIN_HEADERS)) as on_a,
+        TestClient(create_app(runtime=b), headers=dict(ADMIN_HEADERS)) as on_b,
     ):
         assert a.shared is not None and b.shared is not None
         assert a.shared.bus.connected.wait(10) and b.shared.bus.connected.wait(10)  # type: ignore[attr-defined]
@@ -46,8 +46,8 @@ def test_a_saved_search_on_b_matches_an_item_put_on_a(
     a, b = replica_pair
     saved = {"type": "subscribe_search", "id": "lights", "query": "lighthouse keeper winter"}
     with (
-        TestClient(create_app(runtime=a), headers=ADMIN_HEADERS) as on_a,
-        TestClient(create_app(runtime=b), headers=ADMIN_HEADERS) as on_b,
+        TestClient(create_app(runtime=a), headers=dict(ADMIN_HEADERS)) as on_a,
+        TestClient(create_app(runtime=b), headers=dict(ADMIN_HEADERS)) as on_b,
         on_b.websocket_connect("/v1/ws") as ws,
     ):
         assert ws.receive_json()["type"] == "ready"

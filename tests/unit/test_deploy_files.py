@@ -60,7 +60,7 @@ def exposition(
         Settings(data_dir=copy, admin_key=ADMIN_HEADERS["X-API-Key"]), embedder=embedder
     )
     try:
-        with TestClient(create_app(runtime=runtime), headers=ADMIN_HEADERS) as client:
+        with TestClient(create_app(runtime=runtime), headers=dict(ADMIN_HEADERS)) as client:
             assert client.get("/v1/search", params={"q": "haunted lighthouse"}).status_code == 200
             assert client.put("/v1/users/ops").status_code == 200
             assert client.get("/v1/users/ops/feed").status_code == 200
