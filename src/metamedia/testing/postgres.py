@@ -18,9 +18,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from metamedia.storage.pg_binaries import wheel_binaries
+from metamedia.testing.managed import ManagedServer
 
 SERVICE_USER = "metamedia-pg"
 
@@ -74,7 +74,7 @@ def _readable_by_others(path: Path) -> None:
     path.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if executable else 0))
 
 
-class PostgresServer:
+class PostgresServer(ManagedServer):
     """initdb + pg_ctl on 127.0.0.1:port with trust auth; `url` is a SQLAlchemy URL."""
 
     def __init__(
@@ -189,15 +189,3 @@ class PostgresServer:
         finally:
             if self._own_dir:
                 shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        self.close()

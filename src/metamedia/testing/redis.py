@@ -14,7 +14,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from metamedia.testing.managed import ManagedServer
 
 INSTALL_HINT = (
     "redis-server is not installed: run `bash scripts/setup.sh` as root "
@@ -38,7 +39,7 @@ def _ping(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ManagedServer):
     """`redis-server` on 127.0.0.1:port without persistence; `url` is a redis:// URL."""
 
     def __init__(self, port: int | None = None, executable: str | None = None) -> None:
@@ -117,15 +118,3 @@ class RedisServer:
             self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        self.close()
