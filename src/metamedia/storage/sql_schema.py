@@ -12,8 +12,10 @@ database migrated to head matches `metadata`.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from metamedia.storage.sql_migrate import upgrade_database
 
@@ -274,14 +277,36 @@ def open_sqlite(url: str) -> Engine:
         url, connect_args={"timeout": 60}, pool_size=16, max_overflow=80, pool_timeout=60
     )
     event.listen(engine, "connect", _configure_connection)
-    upgrade_database(engine)
+    _while_locked(lambda: upgrade_database(engine))
     return engine
+
+
+# SQLite answers "database is locked" at once, without its busy handler, where waiting
+# could deadlock: switching a brand-new file to WAL while another opener holds a lock
+# on it. Openers racing on a new data directory retry for this long.
+LOCKED_RETRY_S = 60.0
+
+
+def _while_locked(step: Callable[[], None]) -> None:
+    deadline = time.monotonic() + LOCKED_RETRY_S
+    while True:
+        try:
+            step()
+            return
+        except (sqlite3.OperationalError, OperationalError) as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _configure_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+
+    def wal() -> None:
+        cursor.execute("PRAGMA journal_mode=WAL")
+
+    _while_locked(wal)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
