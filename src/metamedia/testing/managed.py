@@ -3,18 +3,21 @@ always closes it (stops the process, removes what it owns)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
 
-class ManagedServer:
+class ManagedServer(ABC):
     """A `start()` / `close()` pair as a context manager."""
 
+    @abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the server and wait until it answers."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop the server and remove what it owns."""
 
     def __enter__(self) -> Self:
         self.start()
