@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ingest_bench
-from bench.report import header_lines, machine_info, write_json
+from bench.report import add_output_args, header_lines, machine_info, write_results
 from metamedia.services.store_transfer import migrate_store
 from metamedia.storage.open import open_stores
 from metamedia.testing.postgres import PostgresServer
@@ -159,10 +159,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Time backup and restore on the embedded store and PostgreSQL; writes "
         "backup.md/.json.",
     )
-    backup.add_argument("--out", type=Path, default=OUT, help="output folder (bench/results)")
-    backup.add_argument(
-        "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="cache folder (bench/.cache)"
-    )
+    add_output_args(backup, OUT, BENCH_DIR / ".cache")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
@@ -170,9 +167,6 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.perf_counter()
     raw = run(args.cache_dir)
-    args.out.mkdir(parents=True, exist_ok=True)
     md = render(raw, command, started, time.perf_counter() - clock)
-    (args.out / "backup.md").write_text(md, encoding="utf-8")
-    write_json(args.out / "backup.json", raw)
-    print(md)
+    write_results(args.out, "backup", md, raw)
     return 0

@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from bench import ingest_bench
 from bench.datasets import tomt_queries
-from bench.report import header_lines, machine_info, write_json
+from bench.report import add_output_args, header_lines, machine_info, write_results
 from bench.timing import summarize
 from bench.vector_bench import single_thread
 from metamedia.config import Settings
@@ -246,10 +246,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "writes engine.md/.json.",
     )
     engine.add_argument("--queries", type=int, default=300, help="TOMT queries (300)")
-    engine.add_argument("--out", type=Path, default=OUT, help="output folder (bench/results)")
-    engine.add_argument(
-        "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="cache folder (bench/.cache)"
-    )
+    add_output_args(engine, OUT, BENCH_DIR / ".cache")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
@@ -257,8 +254,5 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     clock = time.perf_counter()
     raw = run(args.cache_dir, args.queries)
     md = render(raw, "python -m bench " + " ".join(argv), started, time.perf_counter() - clock)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "engine.md").write_text(md, encoding="utf-8")
-    write_json(args.out / "engine.json", raw)
-    print(md)
+    write_results(args.out, "engine", md, raw)
     return 0

@@ -8,6 +8,7 @@ error row instead of aborting the whole report.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -229,3 +230,19 @@ def write_json(path: Path, data: Any) -> None:
     """Raw numbers of a run as strict JSON (NaN/inf become null)."""
     text = json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False)
     path.write_text(text + "\n", encoding="utf-8")
+
+
+def add_output_args(parser: argparse.ArgumentParser, out: Path, cache_dir: Path) -> None:
+    """The `--out` and `--cache-dir` options every section takes."""
+    parser.add_argument("--out", type=Path, default=out, help="output folder (bench/results)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=cache_dir, help="cache folder (bench/.cache)"
+    )
+
+
+def write_results(out: Path, name: str, md: str, raw: Any) -> None:
+    """A section's report as `<name>.md` and its raw numbers as `<name>.json`, printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(md, encoding="utf-8")
+    write_json(out / f"{name}.json", raw)
+    print(md)

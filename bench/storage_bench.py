@@ -52,7 +52,7 @@ from sqlalchemy import text
 from bench import ingest_bench
 from bench.datasets import tomt_queries
 from bench.http_bench import Server
-from bench.report import header_lines, machine_info, write_json
+from bench.report import add_output_args, header_lines, machine_info, write_results
 from bench.timing import summarize
 from metamedia.domain import MediaItem
 from metamedia.engine.payload import AttributeFilter, attributes_match
@@ -665,10 +665,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Measure both storage backends in one run; writes storage.md/.json.",
     )
     storage.add_argument("--quick", action="store_true", help="6k items, fewer queries")
-    storage.add_argument("--out", type=Path, default=OUT, help="output folder (bench/results)")
-    storage.add_argument(
-        "--cache-dir", type=Path, default=BENCH_DIR / ".cache", help="cache folder (bench/.cache)"
-    )
+    add_output_args(storage, OUT, BENCH_DIR / ".cache")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
@@ -676,9 +673,6 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.perf_counter()
     raw = run(opts)
-    opts.out.mkdir(parents=True, exist_ok=True)
     md = render(raw, opts, started, time.perf_counter() - clock)
-    (opts.out / "storage.md").write_text(md, encoding="utf-8")
-    write_json(opts.out / "storage.json", raw)
-    print(md)
+    write_results(opts.out, "storage", md, raw)
     return 0
