@@ -65,6 +65,19 @@ class Settings(BaseSettings):
         ge=0,
         description="Catalogs with at least this many vectors use HNSW; smaller ones use exact.",
     )
+    vector_index_kind: Literal["auto", "flat", "hnsw", "hnsw_sq8"] = Field(
+        default="auto",
+        description="Kind of the item and passage vector indexes: 'auto' picks by size "
+        "(flat, hnsw from hnsw_threshold, hnsw_sq8 from compressed_threshold); any other "
+        "value is used whatever the size.",
+    )
+    compressed_threshold: int = Field(
+        default=200_000,
+        ge=0,
+        description="With vector_index_kind 'auto', indexes of at least this many vectors use "
+        "hnsw_sq8: an 8-bit quantised graph, re-scored exactly from float rows kept in a "
+        "memory-mapped file beside the index file. 0: never.",
+    )
     hnsw_m: int = Field(default=32, ge=4, le=128)
     hnsw_ef_construction: int = Field(default=80, ge=8)
     hnsw_ef_search: int = Field(default=128, ge=8)

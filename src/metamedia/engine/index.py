@@ -21,6 +21,14 @@ graph does, and the crossover sits wherever this machine's constants put it. If
 a graph walk still returns fewer than `k` hits while more than `k` positions are
 allowed, the search falls back to exact over the allowed rows, so a selective
 filter fills `k` whenever `k` items pass it. A flat index is always exact.
+
+The "hnsw_sq8" kind is for large catalogs: the graph walks over 8-bit scalar-
+quantised codes (a quarter of the float bytes), and its top `rescore_factor * k`
+candidates (at least `rescore_min`) are re-scored exactly from the float32 rows,
+which the index keeps beside the graph in a `FloatRows` (for a loaded index, a
+read-only mapping of the storage layer's sidecar file plus an in-RAM tail). The
+exact plan and the fallbacks read those float rows too, so every score returned is
+an exact inner product.
 """
 
 from __future__ import annotations
@@ -33,12 +41,14 @@ import faiss as _faiss
 import numpy as np
 import numpy.typing as npt
 
+from metamedia.engine.float_rows import FloatRows
 from metamedia.engine.vectors import FloatArray, as_matrix, top_k
 
 # faiss's bundled SWIG stubs miss most of its API (selectors, HNSW parameters).
 faiss: Any = _faiss
 
-IndexKind = Literal["flat", "hnsw"]
+IndexKind = Literal["flat", "hnsw", "hnsw_sq8"]
+KIND_FLAGS: dict[IndexKind, int] = {"flat": 0, "hnsw": 1, "hnsw_sq8": 2}
 SearchPlan = Literal["exact", "graph", "graph_wide"]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -47,6 +57,14 @@ BoolArray = npt.NDArray[np.bool_]
 # Up to this many allowed rows the exact plan gathers them and multiplies in numpy;
 # past it, faiss scans them in place (see `VectorIndex._exact_subset`).
 GATHER_MAX_ROWS = 256
+
+# The 8-bit quantiser's per-dimension range: the training sample's min..max widened by
+# this share of it on each side, so later vectors slightly outside still encode
+# (values beyond it are clamped, which only blurs the walk: scores are re-scored).
+# Fewer training rows than SQ_MIN_TRAIN_ROWS: the whole [-1, 1] range of unit vectors.
+SQ_RANGE_MARGIN = 0.2
+SQ_MIN_TRAIN_ROWS = 1_000
+SQ_MAX_TRAIN_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,8 @@ class IndexParams:
     exact_fraction: float = 0.05
     max_ef_search: int = 2048
     search_threads: int = 1
+    rescore_factor: int = 4  # hnsw_sq8: candidates re-scored exactly per result wanted
+    rescore_min: int = 40  # hnsw_sq8: at least this many candidates re-scored
 
 
 @dataclass(frozen=True)
@@ -109,17 +129,51 @@ class VectorIndex:
         self._live: BoolArray = np.empty(0, dtype=np.bool_)
         self._position: dict[int, int] = {}
         self._sorted: tuple[IntArray, IntArray] | None = None
+        # hnsw_sq8 only: the exact rows beside the quantised graph.
+        self._floats: FloatRows | None = FloatRows(dim) if self.kind == "hnsw_sq8" else None
         self.costs = PlanCosts()
 
     # -- construction -------------------------------------------------------
 
     def _new_faiss_index(self) -> faiss.Index:
-        if self.params.kind == "hnsw":
+        if self.params.kind == "flat":
+            return faiss.IndexFlatIP(self.dim)
+        if self.params.kind == "hnsw_sq8":
+            index = faiss.IndexHNSWSQ(
+                self.dim,
+                faiss.ScalarQuantizer.QT_8bit,
+                self.params.hnsw_m,
+                faiss.METRIC_INNER_PRODUCT,
+            )
+        else:
             index = faiss.IndexHNSWFlat(self.dim, self.params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.params.ef_construction
-            index.hnsw.efSearch = self.params.ef_search
-            return index
-        return faiss.IndexFlatIP(self.dim)
+        index.hnsw.efConstruction = self.params.ef_construction
+        index.hnsw.efSearch = self.params.ef_search
+        return index
+
+    def _train(self, matrix: FloatArray) -> None:
+        """Fit the 8-bit quantiser's per-dimension range (hnsw_sq8, before the first add).
+
+        On a sample of the first rows, widened by `SQ_RANGE_MARGIN`; too few rows to
+        trust a sample take the whole range unit vectors can span.
+        """
+        storage = faiss.downcast_index(self._index.storage)
+        if matrix.shape[0] < SQ_MIN_TRAIN_ROWS:
+            bounds = np.concatenate([np.full(self.dim, -1.0), np.full(self.dim, 2.0)]).astype(
+                np.float32
+            )
+            faiss.copy_array_to_vector(bounds, storage.sq.trained)
+            storage.is_trained = True
+            self._index.is_trained = True
+            return
+        sample = matrix
+        if matrix.shape[0] > SQ_MAX_TRAIN_ROWS:
+            rng = np.random.default_rng(0)
+            picked = np.sort(rng.choice(matrix.shape[0], SQ_MAX_TRAIN_ROWS, replace=False))
+            sample = np.ascontiguousarray(matrix[picked])
+        storage.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
+        storage.sq.rangestat_arg = SQ_RANGE_MARGIN
+        self._index.train(sample)
 
     @property
     def kind(self) -> IndexKind:
@@ -179,6 +233,10 @@ class VectorIndex:
         self.remove(key_arr)
         self._sorted = None
         start = self.positions
+        if self._floats is not None:
+            if not self._index.is_trained:
+                self._train(matrix)
+            self._floats.append(matrix)
         self._index.add(matrix)
         new_positions = np.arange(start, start + key_arr.shape[0], dtype=np.int64)
         self._keys = np.concatenate([self._keys, key_arr])
@@ -199,8 +257,12 @@ class VectorIndex:
             self._sorted = None
         return removed
 
-    def vectors(self) -> FloatArray:
-        """Zero-copy view of every stored vector, by position (live or not)."""
+    def vectors(self) -> FloatArray | FloatRows:
+        """Every stored vector, by position (live or not): a zero-copy view of faiss's
+        storage, or for hnsw_sq8 the float rows beside the graph (index it like an
+        array: `vectors()[positions]` copies just those rows)."""
+        if self._floats is not None:
+            return self._floats
         n = self.positions
         if n == 0:
             return np.empty((0, self.dim), dtype=np.float32)
@@ -210,7 +272,13 @@ class VectorIndex:
 
     def vector_of(self, key: int) -> FloatArray | None:
         pos = self.position_of(key)
-        return None if pos is None else self.vectors()[pos].copy()
+        return None if pos is None else np.array(self.vectors()[pos], dtype=np.float32)
+
+    @property
+    def float_rows(self) -> FloatRows | None:
+        """The exact rows kept beside a compressed graph (hnsw_sq8), else None: faiss's
+        own storage holds them and `state()` carries them."""
+        return self._floats
 
     # -- search -------------------------------------------------------------
 
@@ -276,11 +344,11 @@ class VectorIndex:
         an index to measure keeps the defaults.
         """
         n = self.positions
-        if self.kind != "hnsw" or len(self) < 1_000:
+        if self.kind == "flat" or len(self) < 1_000:
             return self.costs
         rng = np.random.default_rng(seed)
         vectors = self.vectors()
-        queries = vectors[rng.choice(n, size=samples, replace=n < samples)].copy()
+        queries = np.array(vectors[rng.choice(n, size=samples, replace=n < samples)])
 
         def median_us(run: Any) -> float:
             times = []
@@ -318,10 +386,41 @@ class VectorIndex:
         self, q: FloatArray, k: int, mask: BoolArray | None, ef: int, plan: SearchPlan
     ) -> Neighbours:
         params: faiss.SearchParameters | None = None
+        if self._floats is not None:
+            return self._rescored_search(q, k, mask, ef, plan, self._floats)
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW()
             params.efSearch = max(ef, k)
         return self._run_faiss(self._index, q, k, mask, params, plan)
+
+    def _rescored_search(
+        self,
+        q: FloatArray,
+        k: int,
+        mask: BoolArray | None,
+        ef: int,
+        plan: SearchPlan,
+        floats: FloatRows,
+    ) -> Neighbours:
+        """The quantised walk's top candidates, re-scored exactly from the float rows."""
+        wanted = max(k * self.params.rescore_factor, self.params.rescore_min, k)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(ef, wanted)
+        bitmap: npt.NDArray[np.uint8] | None = None
+        if mask is not None:
+            bitmap = np.packbits(mask, bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(mask.shape[0], faiss.swig_ptr(bitmap))
+        previous = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(self.params.search_threads)
+        try:
+            _, positions = self._index.search(q, wanted, params=params)
+        finally:
+            faiss.omp_set_num_threads(previous)
+        del bitmap
+        found = positions[0][positions[0] >= 0].astype(np.int64)
+        sims = (floats.take(found) @ q[0]).astype(np.float32)
+        best = top_k(sims, k)
+        return Neighbours(self._keys[found[best]], sims[best], False, plan)
 
     def _run_faiss(
         self,
@@ -359,12 +458,16 @@ class VectorIndex:
         bitmap, which reads only the allowed rows and copies none (gathering 3,000
         rows copied 4.6 MB per query)."""
         positions = np.flatnonzero(mask)
+        if self._floats is not None:
+            q32 = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+            found, sims = self._floats.dot_top(q32, k, positions)
+            return Neighbours(self._keys[found], sims, True)
         if positions.shape[0] > GATHER_MAX_ROWS:
             storage = self._index if self.kind == "flat" else self._index.storage
             q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
             whole = positions.shape[0] == mask.shape[0]
             return self._run_faiss(storage, q, k, None if whole else mask, None, "exact")
-        sims = self.vectors()[positions] @ query
+        sims = np.asarray(self.vectors()[positions]) @ query
         best = top_k(sims.astype(np.float32), k)
         return Neighbours(self._keys[positions[best]], sims[best].astype(np.float32), True)
 
@@ -380,13 +483,16 @@ class VectorIndex:
     # -- state for persistence (the storage layer writes it) ----------------
 
     def state(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Arrays that rebuild the index, except an hnsw_sq8 index's float rows: the
+        storage layer keeps those in a file of their own (`float_rows`) and hands them
+        back to `from_state`."""
         return {
             "faiss": faiss.serialize_index(self._index),
             "keys": self._keys,
             "live": self._live,
             "params": np.array(
                 [
-                    1 if self.kind == "hnsw" else 0,
+                    KIND_FLAGS[self.kind],
                     self.params.hnsw_m,
                     self.params.ef_construction,
                     self.params.ef_search,
@@ -395,22 +501,42 @@ class VectorIndex:
                 dtype=np.int64,
             ),
             "plan_costs": self.costs.as_array(),
+            "rescore": np.array(
+                [self.params.rescore_factor, self.params.rescore_min], dtype=np.int64
+            ),
         }
 
     @classmethod
     def from_state(
-        cls, state: dict[str, npt.NDArray[np.generic]], exact_fraction: float = 0.05
+        cls,
+        state: dict[str, npt.NDArray[np.generic]],
+        exact_fraction: float = 0.05,
+        floats: FloatRows | npt.NDArray[np.float32] | None = None,
     ) -> VectorIndex:
+        """The index `state()` described. An hnsw_sq8 index needs its float rows as
+        `floats`: a `FloatRows`, or any (n, dim) float32 array (e.g. a read-only file
+        mapping), used in place as the base of one."""
         kind_flag, m, efc, efs, dim = (int(x) for x in state["params"].tolist())
+        kinds = {flag: kind for kind, flag in KIND_FLAGS.items()}
+        if kind_flag not in kinds:
+            raise ValueError(f"unknown index kind flag {kind_flag}")
+        rescore = [int(x) for x in state["rescore"].tolist()] if "rescore" in state else [4, 40]
         params = IndexParams(
-            kind="hnsw" if kind_flag else "flat",
+            kind=kinds[kind_flag],
             hnsw_m=m,
             ef_construction=efc,
             ef_search=efs,
             exact_fraction=exact_fraction,
+            rescore_factor=rescore[0],
+            rescore_min=rescore[1],
         )
         index = cls(dim, params)
         index._index = faiss.deserialize_index(np.asarray(state["faiss"], dtype=np.uint8))
+        if params.kind == "hnsw_sq8":
+            if floats is None or floats.shape != (index._index.ntotal, dim):
+                got = None if floats is None else floats.shape
+                raise ValueError(f"hnsw_sq8 index of {index._index.ntotal} rows given floats {got}")
+            index._floats = floats if isinstance(floats, FloatRows) else FloatRows(dim, floats)
         index._keys = np.asarray(state["keys"], dtype=np.int64).copy()
         index._live = np.asarray(state["live"], dtype=np.bool_).copy()
         if index._index.ntotal != index._keys.shape[0]:

@@ -23,7 +23,14 @@ import numpy as np
 
 from metamedia.config import Settings
 from metamedia.engine.embed import Embedder
-from metamedia.engine.index import IndexParams, Neighbours, SearchPlan, VectorIndex, build_index
+from metamedia.engine.index import (
+    IndexKind,
+    IndexParams,
+    Neighbours,
+    SearchPlan,
+    VectorIndex,
+    build_index,
+)
 from metamedia.engine.lexical import LexicalIndex
 from metamedia.engine.passages import text_hash
 from metamedia.engine.payload import AttributeFilter, ItemAttributes, PayloadColumns
@@ -34,12 +41,25 @@ from metamedia.services.caching import Caches
 from metamedia.services.item_vectors import ItemEncoder, ItemText
 from metamedia.storage.records import IndexRow
 from metamedia.storage.roles import CatalogStore, VectorStore
-from metamedia.storage.vector_files import VectorFileStore
+from metamedia.storage.vector_files import LoadedIndex, VectorFileStore
 
 _GONE = ItemAttributes(type="", tenant="\x00removed")
 SAVE_EVERY_S = 30.0
 PASSAGES_PER_ITEM = 3  # passages fetched per wanted item: items average ~2.5 passages
 COMPACT_TOMBSTONE_FRACTION = 0.3
+
+
+def index_kind(settings: Settings, size: int) -> IndexKind:
+    """The vector index kind for an index of `size` vectors: the configured one, or with
+    "auto", exact below `hnsw_threshold`, HNSW from it, and the compressed graph with
+    exact re-scoring (float rows memory-mapped) from `compressed_threshold`."""
+    if settings.vector_index_kind != "auto":
+        return settings.vector_index_kind
+    if settings.compressed_threshold > 0 and size >= settings.compressed_threshold:
+        return "hnsw_sq8"
+    if settings.hnsw_threshold > 0 and size >= settings.hnsw_threshold:
+        return "hnsw"
+    return "flat"
 
 
 @dataclass
@@ -121,7 +141,7 @@ class IndexManager:
     def _params(self, size: int) -> IndexParams:
         s = self.settings
         return IndexParams(
-            kind="hnsw" if size >= s.hnsw_threshold and s.hnsw_threshold > 0 else "flat",
+            kind=index_kind(s, size),
             hnsw_m=s.hnsw_m,
             ef_construction=s.hnsw_ef_construction,
             ef_search=s.hnsw_ef_search,
@@ -141,11 +161,15 @@ class IndexManager:
         return self._watermark
 
     def _load(self) -> None:
-        loaded = self.files.load(self.settings.exact_filter_fraction)
+        loaded = self.files.load(self.settings.exact_filter_fraction, companions=("pas",))
+        companions = self._companions_from(loaded) if loaded is not None else None
         stale_kind = loaded is not None and (
             loaded.index.kind != self._params(len(loaded.index)).kind
+            or (
+                companions is not None
+                and companions[1].kind != self._params(companions[1].positions).kind
+            )
         )
-        companions = self._companions_from(loaded.extra) if loaded is not None else None
         if loaded is None or loaded.model != self.space or stale_kind or companions is None:
             # Missing, for another model or recipe, or the configured index type changed.
             self.rebuild()
@@ -162,19 +186,18 @@ class IndexManager:
         return self.encoder.space
 
     def _companions_from(
-        self, extra: dict[str, np.ndarray]
+        self, loaded: LoadedIndex
     ) -> tuple[LexicalIndex, VectorIndex, np.ndarray] | None:
         """The keyword and passage indexes saved beside the vectors (None: rebuild)."""
+        extra = loaded.extra
         lexical = {k[4:]: v for k, v in extra.items() if k.startswith("lex_")}
-        passages = {k[4:]: v for k, v in extra.items() if k.startswith("pas_")}
-        if not lexical or not passages or "owner" not in extra:
+        passages = loaded.companions.get("pas")
+        if not lexical or passages is None or "owner" not in extra:
             return None
         try:
             return (
                 LexicalIndex.from_state(lexical),
-                VectorIndex.from_state(
-                    passages, exact_fraction=self.settings.exact_filter_fraction
-                ),
+                passages,
                 np.asarray(extra["owner"], dtype=np.int64).copy(),
             )
         except (ValueError, KeyError):
@@ -319,7 +342,11 @@ class IndexManager:
             self._owner.shape[0] > 0
             and float(np.mean(~index.live_mask()[self._owner])) > COMPACT_TOMBSTONE_FRACTION
         )
-        if wanted != index.kind or too_many_tombstones or dead_passages:
+        passages = self._passages
+        passages_kind = passages is not None and (
+            passages.kind != self._params(passages.positions).kind
+        )
+        if wanted != index.kind or passages_kind or too_many_tombstones or dead_passages:
             self.rebuild()
 
     def save(self) -> None:
@@ -328,9 +355,8 @@ class IndexManager:
                 return
             extra: dict[str, np.ndarray] = {"owner": self._owner}
             extra.update({f"lex_{k}": v for k, v in self._lexical.state().items()})
-            if self._passages is not None:
-                extra.update({f"pas_{k}": v for k, v in self._passages.state().items()})
-            self.files.save(self._index, self._watermark, self.space, extra)
+            companions = {"pas": self._passages} if self._passages is not None else {}
+            self.files.save(self._index, self._watermark, self.space, extra, companions)
             self._saved_watermark = self._watermark
             self._last_save = time.monotonic()
 

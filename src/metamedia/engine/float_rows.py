@@ -1,0 +1,154 @@
+"""Float32 rows by position: a read-only base (any array, e.g. a file mapping) and an
+in-RAM tail of rows appended after it.
+
+The compressed index kind ("hnsw_sq8") keeps its exact vectors here, beside the
+quantised graph. A loaded index gets its base from the storage layer (a read-only
+`numpy.memmap` of the sidecar file), so only the rows a search touches become
+resident; rows upserted since then live in the tail until a save writes them
+to the file and `rebase` swaps in a longer mapping. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from metamedia.engine.vectors import FloatArray, top_k
+
+IntArray = npt.NDArray[np.int64]
+
+# Rows gathered per block when scanning many positions: bounds the copy a scan makes.
+SCAN_BLOCK_ROWS = 4096
+
+
+class FloatRows:
+    """Append-only (n, dim) float32 rows: `base` rows first, then the in-RAM tail."""
+
+    def __init__(self, dim: int, base: npt.NDArray[np.float32] | None = None) -> None:
+        self.dim = dim
+        self._base: npt.NDArray[np.float32] = (
+            np.empty((0, dim), dtype=np.float32) if base is None else base
+        )
+        if self._base.ndim != 2 or self._base.shape[1] != dim:
+            raise ValueError(f"base rows of shape {self._base.shape}, expected (n, {dim})")
+        if self._base.dtype != np.float32:
+            raise ValueError(f"base rows of dtype {self._base.dtype}, expected float32")
+        self._tail = np.empty((0, dim), dtype=np.float32)  # capacity; rows [0, _tail_rows)
+        self._tail_rows = 0
+
+    def __len__(self) -> int:
+        return int(self._base.shape[0]) + self._tail_rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self), self.dim)
+
+    @property
+    def base_rows(self) -> int:
+        """Rows held by the base (the file mapping, for a loaded index)."""
+        return int(self._base.shape[0])
+
+    @property
+    def tail_bytes(self) -> int:
+        """Bytes of RAM the in-RAM tail holds (its capacity)."""
+        return int(self._tail.nbytes)
+
+    def append(self, matrix: FloatArray) -> None:
+        rows = matrix.shape[0]
+        need = self._tail_rows + rows
+        if need > self._tail.shape[0]:
+            grown = np.empty((max(need, 2 * self._tail.shape[0], 64), self.dim), dtype=np.float32)
+            grown[: self._tail_rows] = self._tail[: self._tail_rows]
+            self._tail = grown
+        self._tail[self._tail_rows : need] = matrix
+        self._tail_rows = need
+
+    def rebase(self, base: npt.NDArray[np.float32]) -> None:
+        """Replace the base by `base`, which holds the first `len(base)` rows (the old
+        base's and the tail's first ones, e.g. a longer mapping after a save); the tail
+        keeps only the rows past it."""
+        start = int(base.shape[0])
+        if start < self.base_rows or start > len(self) or base.shape[1:] != (self.dim,):
+            raise ValueError(f"cannot rebase {len(self)} rows onto {base.shape}")
+        if base.dtype != np.float32:
+            raise ValueError(f"base rows of dtype {base.dtype}, expected float32")
+        rest = self.rows(start, len(self)).copy()
+        self._base = base
+        self._tail = np.empty((0, self.dim), dtype=np.float32)
+        self._tail_rows = 0
+        if rest.shape[0]:
+            self.append(rest)
+
+    def rows(self, start: int, stop: int) -> FloatArray:
+        """Rows [start, stop): a view when they lie in one part, else a copy."""
+        n_base = self.base_rows
+        stop = min(stop, len(self))
+        if start >= stop:
+            return np.empty((0, self.dim), dtype=np.float32)
+        if stop <= n_base:
+            return self._base[start:stop]
+        if start >= n_base:
+            return self._tail[start - n_base : stop - n_base]
+        return np.concatenate([self._base[start:], self._tail[: stop - n_base]])
+
+    def take(self, positions: npt.ArrayLike) -> FloatArray:
+        """A copy of the rows at `positions` (in that order)."""
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+        out = np.empty((pos.shape[0], self.dim), dtype=np.float32)
+        if pos.shape[0] == 0:
+            return out
+        n_base = self.base_rows
+        if pos.min() < 0 or pos.max() >= len(self):
+            raise IndexError(f"row positions out of range for {len(self)} rows")
+        in_base = pos < n_base
+        if in_base.all():
+            return np.asarray(self._base[pos], dtype=np.float32)
+        out[in_base] = self._base[pos[in_base]]
+        out[~in_base] = self._tail[pos[~in_base] - n_base]
+        return out
+
+    def __getitem__(self, key: int | slice | npt.ArrayLike) -> FloatArray:
+        """Row access like an (n, dim) array: an int (a copy of one row), a slice, or
+        integer positions / a boolean mask (copies)."""
+        if isinstance(key, int | np.integer):
+            index = int(key)
+            if index < 0:
+                index += len(self)
+            row: FloatArray = self.take([index])[0]
+            return row
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step == 1:
+                return self.rows(start, stop)
+            return self.take(np.arange(start, stop, step))
+        arr = np.asarray(key)
+        if arr.dtype == np.bool_:
+            if arr.shape != (len(self),):
+                raise IndexError(f"mask of shape {arr.shape} for {len(self)} rows")
+            return self.take(np.flatnonzero(arr))
+        return self.take(arr)
+
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> FloatArray:
+        """Every row as one array: a copy once the tail holds rows (tests, small data)."""
+        whole = self.rows(0, len(self))
+        return whole if dtype is None else whole.astype(dtype)
+
+    def dot_top(
+        self, query: FloatArray, k: int, positions: IntArray
+    ) -> tuple[IntArray, FloatArray]:
+        """The k of `positions` (ascending) with the largest inner product with `query`,
+        best first, and their scores: exact, scanned in blocks so the copy stays small."""
+        best_pos = np.empty(0, dtype=np.int64)
+        best_sim = np.empty(0, dtype=np.float32)
+        for start in range(0, positions.shape[0], SCAN_BLOCK_ROWS):
+            block = positions[start : start + SCAN_BLOCK_ROWS]
+            first, last = int(block[0]), int(block[-1])
+            if last - first + 1 == block.shape[0]:  # contiguous: read in place
+                sims = self.rows(first, last + 1) @ query
+            else:
+                sims = self.take(block) @ query
+            pool_pos = np.concatenate([best_pos, block])
+            pool_sim = np.concatenate([best_sim, sims.astype(np.float32)])
+            keep = top_k(pool_sim, k)
+            best_pos, best_sim = pool_pos[keep], pool_sim[keep]
+        return best_pos, best_sim
