@@ -2,7 +2,7 @@
 
 An "hnsw_sq8" index keeps its exact vectors outside the npz: raw little-endian
 float32 rows, `dim` per row, in `vectors.<name>.<token>.f32`. A loaded index
-maps the file read-only (`numpy.memmap`), so a process serving a 1M catalog does
+maps the file read-only (`mmap`, advised random access), so a process serving a 1M catalog does
 not read 1.5 GB into RAM; only the rows its searches re-score become resident.
 
 Positions are append-only between rebuilds, so a save appends just the rows past
@@ -21,6 +21,7 @@ append and the npz rename) are ignored, and replaced by the next full write.
 
 from __future__ import annotations
 
+import mmap
 import os
 import secrets
 import weakref
@@ -78,14 +79,24 @@ class _Written:
 _WRITTEN: weakref.WeakKeyDictionary[FloatRows, _Written] = weakref.WeakKeyDictionary()
 
 
-def sample_checksum(rows: npt.NDArray[np.float32] | FloatRows, count: int) -> int:
-    """CRC32 of `CHECK_ROWS` evenly spaced rows among the first `count` (and of count)."""
+def sample_checksum(path: Path, count: int, dim: int) -> int:
+    """CRC32 of `CHECK_ROWS` evenly spaced rows among the first `count` of a sidecar
+    (and of count), read with pread: checking a mapped file must not fault it in."""
     crc = zlib.crc32(int(count).to_bytes(8, "little"))
     if count == 0:
         return crc
+    row_bytes = dim * ROW_DTYPE.itemsize
     picks = np.unique(np.linspace(0, count - 1, min(count, CHECK_ROWS)).round().astype(np.int64))
-    sample = np.ascontiguousarray(np.asarray(rows[picks], dtype=ROW_DTYPE))
-    return zlib.crc32(sample.tobytes(), crc)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for pick in picks.tolist():
+            row = os.pread(fd, row_bytes, pick * row_bytes)
+            if len(row) != row_bytes:
+                raise SidecarError(f"sidecar {path.name} ends before row {pick}")
+            crc = zlib.crc32(row, crc)
+    finally:
+        os.close(fd)
+    return crc
 
 
 class FloatRowFiles:
@@ -124,7 +135,7 @@ class FloatRowFiles:
         _WRITTEN[rows] = _Written(path, count)
         if count > rows.base_rows:
             rows.rebase(self._map(path, count, rows.dim))
-        return SidecarRecord(path.name, count, rows.dim, sample_checksum(rows, count))
+        return SidecarRecord(path.name, count, rows.dim, sample_checksum(path, count, rows.dim))
 
     def _file_rows(self, path: Path, dim: int) -> int:
         return path.stat().st_size // (dim * ROW_DTYPE.itemsize)
@@ -171,10 +182,18 @@ class FloatRowFiles:
 
     @staticmethod
     def _map(path: Path, count: int, dim: int) -> npt.NDArray[np.float32]:
+        """The first `count` rows as a read-only array over a shared mapping, advised
+        random access: a cold read then pulls in the pages of the rows touched rather
+        than read-ahead windows around them."""
         if count == 0:
             return np.empty((0, dim), dtype=np.float32)
-        mapped = np.memmap(path, dtype=ROW_DTYPE, mode="r", shape=(count, dim))
-        return mapped.view(np.ndarray)
+        with open(path, "rb") as handle:
+            mapping = mmap.mmap(
+                handle.fileno(), count * dim * ROW_DTYPE.itemsize, access=mmap.ACCESS_READ
+            )
+        if hasattr(mmap, "MADV_RANDOM"):
+            mapping.madvise(mmap.MADV_RANDOM)
+        return np.frombuffer(mapping, dtype=ROW_DTYPE, count=count * dim).reshape(count, dim)
 
     def open(self, record: SidecarRecord) -> FloatRows:
         """The recorded rows, mapped read-only; raises `SidecarError` when the file is
@@ -189,9 +208,9 @@ class FloatRowFiles:
             raise SidecarError(
                 f"sidecar {path.name} holds {size} bytes, fewer than {record.rows} rows"
             )
-        base = self._map(path, record.rows, record.dim)
-        if sample_checksum(base, record.rows) != record.checksum:
+        if sample_checksum(path, record.rows, record.dim) != record.checksum:
             raise SidecarError(f"sidecar {path.name} does not hold the recorded rows")
+        base = self._map(path, record.rows, record.dim)
         rows = FloatRows(record.dim, base)
         _WRITTEN[rows] = _Written(path, record.rows)
         return rows
