@@ -1,5 +1,5 @@
 """`python -m bench <section> [...]`: the CLI (search, recommend, service, quality,
-storage, engine, backup, train-ranker).
+storage, engine, compressed, backup, train-ranker).
 
 Only argument parsing lives here; the sections live in their own modules so
 each can be read (and run from a REPL) on its own.
@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     from bench.engine_bench import add_parser as add_engine
 
     add_engine(commands)
+    from bench.compressed_bench import add_parser as add_compressed
+
+    add_compressed(commands)
     return parser
 
 
@@ -204,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import engine_bench
 
         return engine_bench.main(args, raw)
+    if args.command == "compressed":
+        from bench import compressed_bench
+
+        return compressed_bench.main(args, raw)
     if args.command == "backup":
         from bench import backup_bench
 

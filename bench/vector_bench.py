@@ -236,7 +236,7 @@ def bench_dataset(
         flat.upsert(keys, vectors)
     del vectors
     gc.collect()
-    matrix = flat.vectors()  # zero-copy view of faiss storage
+    matrix = np.asarray(flat.vectors())  # a flat index: a zero-copy view of faiss storage
     truth = exact_top_k(matrix, queries)
 
     with single_thread():
