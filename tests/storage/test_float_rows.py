@@ -161,3 +161,35 @@ def test_other_kinds_write_no_sidecar_and_clear_old_ones(tmp_path: Path) -> None
     assert not _sidecars(tmp_path)
     loaded = store.load(0.05)
     assert loaded is not None and loaded.index.kind == "hnsw"
+
+
+def test_processes_following_the_same_changes_share_one_file(tmp_path: Path) -> None:
+    """Two loads of one file (two processes) that apply the same upserts in the same
+    order append to the same file: the later one finds its rows already there."""
+    VectorFileStore(tmp_path).save(_sq8(400), 1, "m")
+    (path,) = _sidecars(tmp_path)
+    first, second = VectorFileStore(tmp_path), VectorFileStore(tmp_path)
+    a, b = first.load(0.05), second.load(0.05)
+    assert a is not None and b is not None
+    new = _vectors(3, seed=11)
+    a.index.upsert([900, 901, 902], new)
+    b.index.upsert([900, 901], new[:2])
+    first.save(a.index, 2, "m")
+    size = path.stat().st_size
+    second.save(b.index, 2, "m")  # behind: its rows are a prefix of the file, nothing written
+    assert _sidecars(tmp_path) == [path] and path.stat().st_size == size == 403 * DIM * 4
+    loaded = VectorFileStore(tmp_path).load(0.05)
+    assert loaded is not None and loaded.index.positions == 402
+    b.index.upsert([902], new[2:])
+    second.save(b.index, 3, "m")  # caught up: the row on file is its own
+    assert _sidecars(tmp_path) == [path] and path.stat().st_size == 403 * DIM * 4
+
+    b.index.upsert([903], new[:1])
+    a.index.upsert([903], new[1:2])  # diverged: a different row at the same position
+    second.save(b.index, 4, "m")
+    first.save(a.index, 4, "m")
+    (other,) = _sidecars(tmp_path)
+    assert other != path  # a's rows went to a new file
+    reloaded = VectorFileStore(tmp_path).load(0.05)
+    assert reloaded is not None
+    np.testing.assert_array_equal(reloaded.index.vector_of(903), new[1])

@@ -6,7 +6,9 @@ maps the file read-only (`mmap`, advised random access), so a process serving a 
 not read 1.5 GB into RAM; only the rows its searches re-score become resident.
 
 Positions are append-only between rebuilds, so a save appends just the rows past
-what the file holds (then fsync) and the file's earlier bytes never change. A
+what the file holds (then fsync) and the file's earlier bytes never change. Appends
+take an exclusive `flock` on the file; rows another process appended are kept when
+they equal ours at the same positions (processes follow the same outbox). A
 rebuild renumbers positions: then the rows go to a file with a new token (temp
 name, fsync, rename), never over a file a reader may have mapped. Nothing is ever
 truncated in place (a mapped page past a truncation kills its reader with
@@ -24,6 +26,7 @@ from __future__ import annotations
 import mmap
 import os
 import secrets
+import sys
 import weakref
 import zlib
 from dataclasses import dataclass
@@ -34,6 +37,9 @@ import numpy as np
 import numpy.typing as npt
 
 from metamedia.engine.float_rows import FloatRows
+
+if sys.platform != "win32":
+    import fcntl
 
 ROW_DTYPE = np.dtype("<f4")
 CHECK_ROWS = 64  # rows sampled (evenly, first and last included) into the checksum
@@ -121,15 +127,13 @@ class FloatRowFiles:
         count = len(rows)
         known = _WRITTEN.get(rows)
         path = known.path if known is not None else None
-        if (
+        if not (
             known is not None
             and path is not None
             and path.parent == self.directory
             and path.name.startswith(self._pattern(name))
-            and self._can_append(path, known.rows, rows)
+            and self._append(path, known.rows, rows)
         ):
-            self._append(path, rows, self._file_rows(path, rows.dim), count)
-        else:
             path = self.directory / f"{self._pattern(name)}{secrets.token_hex(6)}.f32"
             self._rewrite(path, rows, count)
         _WRITTEN[rows] = _Written(path, count)
@@ -137,34 +141,36 @@ class FloatRowFiles:
             rows.rebase(self._map(path, count, rows.dim))
         return SidecarRecord(path.name, count, rows.dim, sample_checksum(path, count, rows.dim))
 
-    def _file_rows(self, path: Path, dim: int) -> int:
-        return path.stat().st_size // (dim * ROW_DTYPE.itemsize)
-
-    def _can_append(self, path: Path, written: int, rows: FloatRows) -> bool:
-        """Whether `path` still holds exactly our first `written` rows, perhaps followed
-        by rows equal to our next ones (another process, following the same outbox,
-        appended them; or a crash left them), and no partial row."""
+    def _append(self, path: Path, written: int, rows: FloatRows) -> bool:
+        """Append our rows past what `path` holds, when it still holds exactly our first
+        `written` rows, perhaps followed by rows equal to our next ones (another process
+        following the same outbox appended them, or a crash left them); False (write a
+        new file) otherwise. Appenders of one file take turns under an exclusive lock."""
         try:
-            size = path.stat().st_size
-        except OSError:
+            with open(path, "r+b") as handle:
+                return self._append_to(handle, written, rows)
+        except FileNotFoundError:
             return False
+
+    def _append_to(self, handle: BinaryIO, written: int, rows: FloatRows) -> bool:
         row_bytes = rows.dim * ROW_DTYPE.itemsize
+        if sys.platform != "win32":
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        size = os.fstat(handle.fileno()).st_size
         if size % row_bytes or size < written * row_bytes:
             return False
         on_file = size // row_bytes
-        if on_file == written:
-            return True
-        if on_file > len(rows):
-            return False
-        extra = np.fromfile(path, dtype=ROW_DTYPE, offset=written * row_bytes)
-        ours = np.ascontiguousarray(rows.rows(written, on_file), dtype=ROW_DTYPE)
-        return bool(np.array_equal(extra.reshape(-1, rows.dim), ours))
-
-    def _append(self, path: Path, rows: FloatRows, start: int, stop: int) -> None:
-        if start >= stop:
-            return
-        with open(path, "ab") as handle:
-            self._write_rows(handle, rows, start, stop)
+        shared = min(on_file, len(rows))
+        for first in range(written, shared, WRITE_BLOCK_ROWS):
+            last = min(first + WRITE_BLOCK_ROWS, shared)
+            handle.seek(first * row_bytes)
+            theirs = np.frombuffer(handle.read((last - first) * row_bytes), dtype=ROW_DTYPE)
+            if not np.array_equal(theirs.reshape(-1, rows.dim), rows.rows(first, last)):
+                return False
+        if on_file < len(rows):
+            handle.seek(0, os.SEEK_END)
+            self._write_rows(handle, rows, on_file, len(rows))
+        return True
 
     def _rewrite(self, path: Path, rows: FloatRows, count: int) -> None:
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
