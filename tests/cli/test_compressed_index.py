@@ -55,7 +55,9 @@ def test_compressed_catalog_searches_saves_and_reloads(
     index_dir = tmp_path / "data" / "index"
     assert len(list(index_dir.glob("vectors.items.*.f32"))) == 1
     assert len(list(index_dir.glob("vectors.pas.*.f32"))) == 1
-    assert _json("stats", "--data-dir", data)["index"]["type"] == "hnsw_sq8"
+    stats = _json("stats", "--data-dir", data)["index"]
+    assert stats["type"] == "hnsw_sq8" and stats["passage_type"] == "hnsw_sq8"
+    assert stats["passage_vectors"] > stats["vectors"] == 170
     found = _json(
         "search", "haunted house", "--mode", "semantic", "--genre", "horror", "--data-dir", data
     )
@@ -63,5 +65,6 @@ def test_compressed_catalog_searches_saves_and_reloads(
     assert _json("index", "check", "--data-dir", data)["healthy"] is True
 
     monkeypatch.setenv("METAMEDIA_VECTOR_INDEX_KIND", "hnsw")  # the override wins
-    assert _json("stats", "--data-dir", data)["index"]["type"] == "hnsw"
+    stats = _json("stats", "--data-dir", data)["index"]
+    assert stats["type"] == "hnsw" and stats["passage_type"] == "hnsw"
     assert not list(index_dir.glob("vectors.*.f32"))  # the rebuild saved no sidecars

@@ -157,6 +157,13 @@ class IndexManager:
             return self._index
 
     @property
+    def passages(self) -> VectorIndex | None:
+        """The passage index beside the item index (loaded or built with it)."""
+        with self._lock:
+            _ = self.index
+            return self._passages
+
+    @property
     def watermark(self) -> int:
         return self._watermark
 

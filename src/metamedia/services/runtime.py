@@ -190,6 +190,7 @@ class Runtime:
     def stats(self) -> dict[str, Any]:
         index = self.indexes.index
         files = self.indexes.files
+        passages = self.indexes.passages
         return {
             "data_dir": str(self.settings.data_dir),
             "database": redact_url(self.settings.resolved_database_url),
@@ -201,6 +202,8 @@ class Runtime:
                 "type": index.kind,
                 "vectors": len(index),
                 "tombstones": index.tombstones,
+                "passage_type": passages.kind if passages is not None else None,
+                "passage_vectors": passages.positions if passages is not None else 0,
                 "file": str(files.path),
                 "file_bytes": files.size_bytes(),
                 "watermark": self.indexes.watermark,
