@@ -233,11 +233,11 @@ class VectorIndex:
         self.remove(key_arr)
         self._sorted = None
         start = self.positions
-        if self._floats is not None:
-            if not self._index.is_trained:
-                self._train(matrix)
-            self._floats.append(matrix)
+        if self._floats is not None and not self._index.is_trained:
+            self._train(matrix)
         self._index.add(matrix)
+        if self._floats is not None:
+            self._floats.append(matrix)
         new_positions = np.arange(start, start + key_arr.shape[0], dtype=np.int64)
         self._keys = np.concatenate([self._keys, key_arr])
         self._live = np.concatenate([self._live, np.ones(key_arr.shape[0], dtype=np.bool_)])
