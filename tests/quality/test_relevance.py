@@ -15,7 +15,10 @@ import pytest
 from bench.datasets import KnownItemQuery
 
 from metamedia.domain import SearchRequest
+from metamedia.engine.payload import AttributeFilter
+from metamedia.engine.ranker import FEATURES
 from metamedia.services.runtime import Runtime
+from metamedia.services.search_features import build_candidates, mean_vector
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +120,24 @@ def test_selective_filter_still_fills_the_page(
         assert response.matched <= 0.02 * len(films)
         assert len(response.results) == 10, (mode, genre, response.matched)
         assert all(genre in hit.genres for hit in response.results)
+
+
+def test_item_vector_neighbours_are_candidates_with_their_rank(
+    wiki_runtime: Runtime, wiki_catalog: dict[str, Any]
+) -> None:
+    """Hybrid ranks the item-vector top-k too (a long request often matches a film only
+    as a whole), and the ranker sees each one's rank in that list."""
+    indexes = wiki_runtime.indexes
+    mask = indexes.mask(AttributeFilter(tenant="default"))
+    column = FEATURES.index("item_rr")
+    for q in wiki_catalog["queries"][:5]:
+        vectors = wiki_runtime.search.embed_query(q.query)
+        candidates = build_candidates(indexes, q.query, vectors, "default", 50, mask)
+        neighbours = indexes.search(mean_vector(vectors), 50, mask).keys
+        assert neighbours.shape[0] == 50
+        rows = {int(k): i for i, k in enumerate(candidates.keys.tolist())}
+        assert all(int(k) in rows for k in neighbours.tolist())
+        item_rr = candidates.features[:, column]
+        assert item_rr[rows[int(neighbours[0])]] == 1.0
+        outside = [i for k, i in rows.items() if k not in set(neighbours.tolist())]
+        assert all(item_rr[i] == 0.0 for i in outside)

@@ -104,3 +104,21 @@ def test_a_state_in_an_older_format_is_refused_so_the_index_is_rebuilt() -> None
     del state["format"]
     with pytest.raises(ValueError, match="rebuild"):
         LexicalIndex.from_state(state)
+
+
+def test_body_length_prior_is_relative_to_the_tenants_mean() -> None:
+    """A longer write-up scores above the tenant's mean, a shorter one below, another
+    tenant's documents do not move the mean, and unknown positions or tenants get 0."""
+    index = _index(
+        [
+            _doc("Long", " ".join(f"word{i}" for i in range(60))),
+            _doc("Mid", " ".join(f"word{i}" for i in range(20))),
+            _doc("Short", "one two"),
+            _doc("Other", " ".join(f"x{i}" for i in range(500)), tenant="other"),
+        ]
+    )
+    prior = index.body_length_at("t", np.array([0, 1, 2, 99, -1]))
+    assert prior[0] > prior[1] > prior[2]
+    assert prior[0] > 0 > prior[2]
+    assert prior[3] == prior[4] == 0.0
+    assert index.body_length_at("nobody", np.array([0, 1])).tolist() == [0.0, 0.0]

@@ -429,6 +429,23 @@ class LexicalIndex:
 
         return at(title), at(body), at(coverage)
 
+    def body_length_at(self, tenant: str, positions: IntArray) -> FloatArray:
+        """log(body length / the tenant's mean body length) of given positions (0
+        outside the index or for a tenant without public documents).
+
+        How much a catalog says about an item is a prior on how well known it is:
+        people mostly look for films they have heard of, and those have the longer
+        write-ups and credit lists. The ranker learns how much to trust it.
+        """
+        stats = self._stats.get(tenant)
+        lengths = self._body.lengths.view
+        valid = (positions >= 0) & (positions < lengths.shape[0])
+        if stats is None or stats.docs <= 0 or stats.body_len <= 0:
+            return np.zeros(positions.shape[0], dtype=np.float32)
+        mean = stats.body_len / stats.docs
+        at = np.where(valid, lengths[np.where(valid, positions, 0)], mean)
+        return np.log((1.0 + at) / (1.0 + mean)).astype(np.float32)
+
     # -- persistence --------------------------------------------------------
 
     def state(self) -> dict[str, npt.NDArray[np.generic]]:

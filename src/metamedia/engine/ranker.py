@@ -32,10 +32,12 @@ BASE_FEATURES: tuple[str, ...] = (
     "dense_gap",  # dense_sim minus the best dense_sim among the candidates
     "dense_rr",  # 1 / (1 + log2 rank) in the passage list, 0 when absent
     "item_sim",  # cosine of the item vector (mean of passages) and the query
+    "item_rr",  # 1 / (1 + log2 rank) in the item-vector list, 0 when absent
     "year_match",  # the query names a year or decade that fits the item
     "year_mismatch",  # the query names one, and it does not fit
     "genre_match",  # share of the item's genres that the query names
     "popularity",  # log1p(popularity) / best among the candidates
+    "body_length",  # log(body length / the tenant's mean): how much the catalog says
 )
 LONG_QUERY_TERMS = 30  # queries with more distinct words use the "long" weights too
 FEATURES: tuple[str, ...] = BASE_FEATURES + tuple(f"long_{name}" for name in BASE_FEATURES)

@@ -466,6 +466,13 @@ class IndexManager:
             positions = self.index.positions_for(np.asarray(keys, dtype=np.int64))
             return self._lexical.scores_at(query, tenant, positions)
 
+    def body_lengths(self, tenant: str, keys: list[int]) -> np.ndarray:
+        """Log body length of given items relative to the tenant's mean (a prior on
+        how well known each is; see `LexicalIndex.body_length_at`)."""
+        with self._lock:
+            positions = self.index.positions_for(np.asarray(keys, dtype=np.int64))
+            return self._lexical.body_length_at(tenant, positions)
+
     def title_matches(self, title: str, allowed: np.ndarray | None) -> np.ndarray:
         """Item keys whose (alternate) title is `title` (see `LexicalIndex.title_positions`),
         among allowed items."""

@@ -1,8 +1,10 @@
 """Candidates and features for hybrid search: what the learned ranker reads.
 
-Candidate generation takes the union of three cheap lists, so no kind of query
-loses its answer before ranking: the BM25 top-k, the passage-vector top-k,
-and every item whose (alternate) title is the query. Each candidate then gets
+Candidate generation takes the union of four cheap lists, so no kind of query
+loses its answer before ranking: the BM25 top-k, the passage-vector top-k, the
+item-vector top-k (the whole story and the title at once, which finds the films
+a long, rambling request describes only as a whole), and every item whose
+(alternate) title is the query. Each candidate then gets
 the features of `engine.ranker.BASE_FEATURES`, computed for the whole union
 (a vector-only candidate still gets its BM25 scores, a keyword-only one its
 passage similarity), so the ranker compares like with like.
@@ -102,8 +104,10 @@ def build_candidates(
     keyword_keys = indexes.keyword_search(query, tenant, pool, allowed)
     if query_vectors is not None:
         dense_keys, _, plan = indexes.passage_search(query_vectors, pool, allowed)
+        item_keys = indexes.search(mean_vector(query_vectors), pool, allowed).keys
     else:
         dense_keys, plan = np.empty(0, dtype=np.int64), None
+        item_keys = np.empty(0, dtype=np.int64)
     exact = indexes.title_matches(analysis.title.text, allowed)
     stripped = (
         indexes.title_matches(analysis.title.stripped_text, allowed)
@@ -113,7 +117,13 @@ def build_candidates(
     keys = np.asarray(
         list(
             dict.fromkeys(
-                [*exact.tolist(), *stripped.tolist(), *keyword_keys.tolist(), *dense_keys.tolist()]
+                [
+                    *exact.tolist(),
+                    *stripped.tolist(),
+                    *keyword_keys.tolist(),
+                    *dense_keys.tolist(),
+                    *item_keys.tolist(),
+                ]
             )
         ),
         dtype=np.int64,
@@ -127,10 +137,18 @@ def build_candidates(
         keys,
         keyword_keys,
         dense_keys,
+        item_keys,
         exact,
         stripped,
     )
     return replace(found, vector_plan=plan)
+
+
+def mean_vector(query_vectors: FloatArray) -> FloatArray:
+    """One unit vector for a query embedded in several windows: what the item vectors
+    (themselves means of passages) are compared with."""
+    mean: FloatArray = normalize(np.atleast_2d(query_vectors).mean(axis=0, keepdims=True))[0]
+    return mean
 
 
 def _featurise(
@@ -142,6 +160,7 @@ def _featurise(
     keys: np.ndarray,
     keyword_keys: np.ndarray,
     dense_keys: np.ndarray,
+    item_keys: np.ndarray,
     exact: np.ndarray,
     stripped: np.ndarray,
 ) -> Candidates:
@@ -150,8 +169,7 @@ def _featurise(
     title_bm25, body_bm25, coverage = indexes.keyword_features(query, tenant, key_list)
     if query_vectors is not None and n:
         dense_sim = indexes.passage_similarities(query_vectors, key_list)
-        mean_query = normalize(np.atleast_2d(query_vectors).mean(axis=0, keepdims=True))[0]
-        item_sim = indexes.item_similarities(mean_query, key_list)
+        item_sim = indexes.item_similarities(mean_vector(query_vectors), key_list)
     else:
         dense_sim = np.zeros(n, dtype=np.float32)
         item_sim = np.zeros(n, dtype=np.float32)
@@ -176,10 +194,12 @@ def _featurise(
         "dense_gap": dense_sim - (float(dense_sim.max()) if n else 0.0),
         "dense_rr": rank_weight(dense_rank),
         "item_sim": item_sim,
+        "item_rr": rank_weight(_rank_of(keys, item_keys)),
         "year_match": fits.astype(np.float32),
         "year_mismatch": (named & ~fits).astype(np.float32),
         "genre_match": genre_share.astype(np.float32),
         "popularity": safe_ratio(np.log1p(np.maximum(popularity, 0)).astype(np.float32)),
+        "body_length": indexes.body_lengths(tenant, key_list),
     }
     base = np.column_stack([columns[name] for name in BASE_FEATURES]).astype(np.float32)
     if n == 0:
