@@ -153,3 +153,16 @@ def test_calibrated_costs_are_saved_with_the_index() -> None:
     assert VectorIndex.from_state(old).costs == PlanCosts()  # files from before the planner
     with pytest.raises(ValueError, match="non-negative"):
         VectorIndex.from_state({**index.state(), "plan_costs": np.array([1.0, -2.0, 0, 0, 0])})
+
+
+def test_a_deep_unfiltered_list_keeps_its_recall() -> None:
+    """Hybrid search asks for hundreds of passages; efSearch k + margin (not 2k) must
+    still return nearly all of the true top-k."""
+    index, data = _hnsw(6000, seed=5)
+    index.costs = PlanCosts(exact_per_row_us=100.0)  # make the walk the cheaper plan
+    query = data[17] + 0.05 * np.random.default_rng(1).standard_normal(data.shape[1])
+    found = index.search(query, 600)
+    truth = np.argsort(-(data @ normalize(query[None, :])[0]))[:600]
+    assert found.plan == "graph"
+    assert found.keys.shape[0] == 600
+    assert len(set(found.keys.tolist()) & set(truth.tolist())) / 600 >= 0.9

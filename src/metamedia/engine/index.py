@@ -330,7 +330,10 @@ class VectorIndex:
         return ("graph" if n_allowed == n else "graph_wide"), ef
 
     def _ef_for(self, k: int, fraction: float) -> int:
-        ef = max(self.params.ef_search, 2 * k)
+        # A deep list (hybrid search asks the passage index for 600) needs k plus a
+        # margin, not 2k: its tail is re-scored exactly by the ranker anyway, and
+        # efSearch 2k doubled the walk of every search for it.
+        ef = max(self.params.ef_search, min(2 * k, k + self.params.ef_search))
         if fraction < 1.0:
             ef = int(min(self.params.max_ef_search, ef / max(fraction, 1e-6)))
         return max(ef, k)
