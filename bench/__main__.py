@@ -171,6 +171,11 @@ def _add_recommend(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     rec.add_argument("--quick", action="store_true", help="100 eval users, fewer latency calls")
     rec.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="skip the MovieLens offline evaluation; time feed and record() only",
+    )
+    rec.add_argument(
         "--out", type=Path, default=BENCH_DIR / "results", help="output folder (bench/results)"
     )
     rec.add_argument(

@@ -98,14 +98,17 @@ def main(args: argparse.Namespace) -> int:
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="rec-", dir=args.cache_dir))
     try:
-        _section(report, "offline evaluation", lambda: _evaluate(report, args, work))
+        if not getattr(args, "latency_only", False):
+            _section(report, "offline evaluation", lambda: _evaluate(report, args, work))
         sizes = LatencySizes.quick() if args.quick else LatencySizes()
         _section(report, "latency", lambda: _latency(report, args.cache_dir, work, sizes))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     report.machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    md_path, json_path = write(report, args.out)
+    # A latency-only run writes its own files: it must not replace a full run's table.
+    stem = "recommend-latency" if getattr(args, "latency_only", False) else "recommend"
+    md_path, json_path = write(report, args.out, stem)
     print(md_path.read_text(encoding="utf-8"))
     print(f"wrote {md_path} and {json_path}", file=sys.stderr)
     return 0
@@ -199,6 +202,7 @@ def render(report: RecReport) -> str:
         ),
         "",
         "## Offline evaluation (MovieLens ml-latest-small)",
+        *(["", "Not run (--latency-only)."] if not report.models else []),
         "",
         f"Protocol: {PROTOCOL}",
         "",
@@ -298,9 +302,9 @@ def _latency_lines(result: LatencyResult | None) -> list[str]:
     return lines
 
 
-def write(report: RecReport, out_dir: Path) -> tuple[Path, Path]:
+def write(report: RecReport, out_dir: Path, stem: str = "recommend") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    md_path, json_path = out_dir / "recommend.md", out_dir / "recommend.json"
+    md_path, json_path = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
     md_path.write_text(render(report), encoding="utf-8")
     write_json(json_path, asdict(report))
     return md_path, json_path
