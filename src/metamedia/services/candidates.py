@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Protocol
@@ -75,15 +76,30 @@ class CandidateContext:
     ease: EaseModel | None = None
     trending_counts: dict[int, int] | None = None  # filled by TrendingSource.counts
     shares_private: bool | None = None  # filled by CatalogRankings.top, once per feed
+    # Scores the EASE model from a history (`EaseScores.score` for this viewer); None:
+    # `ease.score`.
+    ease_scores: Callable[[EaseModel, list[int]], FloatArray] | None = None
+
+    @cached_property
+    def _collab_all(self) -> tuple[FloatArray, npt.NDArray[np.bool_]] | None:
+        """EASE scores of every model item (in model key order) and which of them the
+        viewer has not consumed; None when untrained or without history."""
+        if self.ease is None or not self.history:
+            return None
+        if self.ease_scores is not None:
+            scores = self.ease_scores(self.ease, self.history)
+        else:
+            scores = self.ease.score(self.history)
+        keep = ~np.isin(self.ease.keys, np.asarray(self.history, dtype=np.int64))
+        return scores, keep
 
     @cached_property
     def collab_ranked(self) -> tuple[npt.NDArray[np.int64], FloatArray]:
         """Model items the viewer has not consumed and their EASE scores, best first
         (ties: lower pk); empty when untrained or without history."""
-        if self.ease is None or not self.history:
+        if self._collab_all is None or self.ease is None:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        scores = self.ease.score(self.history)
-        keep = ~np.isin(self.ease.keys, np.asarray(self.history, dtype=np.int64))
+        scores, keep = self._collab_all
         keys, scores = self.ease.keys[keep], scores[keep]
         order = np.argsort(-scores, kind="stable")  # model keys are sorted ascending
         return keys[order], scores[order]
@@ -93,6 +109,81 @@ class CandidateContext:
         """`collab_ranked` by pk: the collaborative feature of any candidate."""
         keys, scores = self.collab_ranked
         return dict(zip(keys.tolist(), scores.tolist(), strict=True))
+
+    def collab_feature(self, keys: list[int]) -> FloatArray:
+        """`collab_scores.get(key, 0.0)` for each of `keys`, looked up in the model's
+        sorted keys instead of a dict of every model item."""
+        out = np.zeros(len(keys), dtype=np.float32)
+        if self._collab_all is None or self.ease is None or not keys:
+            return out
+        scores, keep = self._collab_all
+        model_keys = self.ease.keys
+        wanted = np.asarray(keys, dtype=np.int64)
+        at = np.minimum(np.searchsorted(model_keys, wanted), model_keys.shape[0] - 1)
+        hit = (model_keys[at] == wanted) & keep[at]
+        out[hit] = scores[at[hit]]
+        return out
+
+
+class EaseScores:
+    """Each user's EASE scores, updated by the rows of what their history gained.
+
+    A user's score is the sum of the model's rows for their history items: for a
+    thousand items that is a gather of a thousand rows of the item-item matrix, a
+    fifth of a feed. The sum is kept per user with the history it was summed from
+    (as distinct model columns and their counts); when the new history holds the
+    old one (events are only ever added), only the added rows are summed. Anything
+    else (a new model, a history that lost items) sums every row again. Sums are
+    float64, so adding a few rows at a time never drifts from summing them all.
+    Bounded, least recently used users out.
+    """
+
+    def __init__(self, entries: int = 256) -> None:
+        self.entries = entries
+        self._lock = threading.Lock()
+        self._model: weakref.ref[EaseModel] | None = None
+        self._data: OrderedDict[
+            Hashable, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+        ] = OrderedDict()
+
+    def score(self, key: Hashable, ease: EaseModel, history: list[int]) -> FloatArray:
+        """`ease.score(history)` for the user `key` (computed as a float64 sum)."""
+        cols = np.asarray(ease.columns(history), dtype=np.int64)
+        if cols.shape[0] == 0:
+            return np.zeros(ease.keys.shape[0], dtype=np.float32)
+        distinct, counts = np.unique(cols, return_counts=True)
+        with self._lock:
+            if self._model is None or self._model() is not ease:
+                self._data.clear()
+                self._model = weakref.ref(ease)
+            hit = self._data.get(key)
+        total = None
+        if hit is not None:
+            old_distinct, old_counts, old_total = hit
+            at = np.searchsorted(distinct, old_distinct)
+            inside = at < distinct.shape[0]
+            if inside.all() and (distinct[at] == old_distinct).all():
+                added = counts.copy()
+                added[at] -= old_counts
+                if (added >= 0).all() and int(added.sum()) < cols.shape[0] // 2:
+                    new_cols = np.repeat(distinct, added)
+                    total = old_total + ease.weights[new_cols].sum(axis=0, dtype=np.float64)
+        if total is None:
+            total = ease.weights[cols].sum(axis=0, dtype=np.float64)
+        with self._lock:
+            if self._model is not None and self._model() is ease:
+                self._data[key] = (distinct, counts, total)
+                self._data.move_to_end(key)
+                while len(self._data) > self.entries:
+                    self._data.popitem(last=False)
+        scores: FloatArray = total.astype(np.float32)
+        return scores
+
+    def forget(self, tenant: str, user: str) -> None:
+        """Drop the user's sums (erasure; keys are (tenant, user, ...) tuples)."""
+        with self._lock:
+            for key in [k for k in self._data if isinstance(k, tuple) and k[:2] == (tenant, user)]:
+                del self._data[key]
 
 
 class CandidateSource(Protocol):

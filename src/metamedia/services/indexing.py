@@ -614,6 +614,17 @@ class IndexManager:
             rows = index.vectors()[positions[found]]  # fancy indexing copies
             return dict(zip(wanted[found].tolist(), rows, strict=True))
 
+    def vector_matrix(self, keys: list[int]) -> tuple[list[int], FloatArray]:
+        """The live ones of `keys` (in the order given) and their stored vectors as the
+        rows of one matrix: `vectors_of` without a dict of rows to stack again."""
+        with self._lock:
+            index = self.index
+            wanted = np.asarray(keys, dtype=np.int64)
+            positions = index.positions_for(wanted)
+            found = positions >= 0
+            matrix = index.vectors()[positions[found]]  # fancy indexing copies
+            return wanted[found].tolist(), matrix
+
     def keys_at(self, positions: np.ndarray) -> np.ndarray:
         with self._lock:
             return self.index.key_at(positions)

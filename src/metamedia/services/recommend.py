@@ -10,6 +10,8 @@ and diversified with MMR. Each item carries the reasons that put it there.
 from __future__ import annotations
 
 import base64
+import functools
+import itertools
 import secrets
 import time
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from metamedia.services.candidates import (
     CatalogRankings,
     CollaborativeSource,
     ContentSource,
+    EaseScores,
     FreshSource,
     PopularSource,
     PreferenceSource,
@@ -120,6 +123,7 @@ class RecommendService:
         self.trending = TrendingSource(users, indexes.visible)
         rankings = CatalogRankings(indexes.visible, indexes.shares_private)
         self.rows = RankingRows(media)
+        self.ease_scores = EaseScores()
         self.sources: list[CandidateSource] = [
             ContentSource(indexes),
             CollaborativeSource(indexes.visible),
@@ -130,7 +134,9 @@ class RecommendService:
         ]
 
     def forget_user(self, tenant: str, user: str) -> None:
-        """Drop a user's cached pages and snapshots (erasure must leave no ranked list)."""
+        """Drop a user's cached pages, snapshots and collaborative scores (erasure must
+        leave no ranked list)."""
+        self.ease_scores.forget(tenant, user)
         self.caches.feed.drop_where(lambda key: key[1:3] == (tenant, user))  # type: ignore[index]
         self.caches.feed_snapshot.drop_where(lambda key: key[:2] == (tenant, user))  # type: ignore[index]
 
@@ -201,7 +207,7 @@ class RecommendService:
         their preference vector and the tenant's trained model."""
         record = self.user_service.require(tenant, user)
         prefs = Preferences.model_validate(record.preferences)
-        events = self.users.events(record.pk)
+        events = self.user_service.histories.events(record)
         now = time.time()
         return CandidateContext(
             tenant=tenant,
@@ -215,31 +221,34 @@ class RecommendService:
             now=now,
             catalog_version=self.media.last_change(),
             ease=self.registry.ease(tenant) if self.registry is not None else None,
+            ease_scores=functools.partial(
+                self.ease_scores.score, (tenant, user, record.pk, record.created_at)
+            ),
         )
 
     def _rank(self, tenant: str, user: str, w: FeedWeights) -> list[tuple[int, float, list[str]]]:
         ctx = self.candidate_context(tenant, user)
         proposed = self._candidates(ctx, w.sources)
-        keys = sorted(proposed)
-        vectors = self.indexes.vectors_of(keys)
-        rows = self.rows.get(ctx.catalog_version, [k for k in keys if k in vectors])
-        keys = [k for k in keys if k in vectors and k in rows]
+        # The candidates' vectors as one matrix, in key order (stacking a dict of rows
+        # cost a millisecond per feed).
+        keys, matrix = self.indexes.vector_matrix(sorted(proposed))
+        rows = self.rows.get(ctx.catalog_version, keys)
+        if len(rows) < len(keys):
+            kept = [i for i, k in enumerate(keys) if k in rows]
+            keys, matrix = [keys[i] for i in kept], matrix[kept]
         if not keys:
             return []
-        matrix = np.vstack([vectors[k] for k in keys])
         ranked_rows = [rows[k] for k in keys]
         score = self._score(ctx, keys, matrix, ranked_rows, w)
         best = np.argsort(-score, kind="stable")[: FEED_DEPTH * 2]
-        personal = ctx.direction is not None or bool(ctx.collab_scores)
+        personal = ctx.direction is not None or ctx.collab_ranked[0].shape[0] > 0
         diversity = w.diversity if personal else w.cold_start_diversity
         picked = best[mmr(score[best], normalize(matrix[best]), FEED_DEPTH, diversity)]
         if self.registry is not None:
             picked = _cap_themes(picked, keys, self.registry.theme_of(tenant), w.theme_cap)
-        explain = _Explainer(self, ctx, proposed, ranked_rows, keys)
-        return [
-            (keys[i], round(float(score[i]), 6), explain.reasons(i, matrix[i]))
-            for i in picked.tolist()
-        ]
+        order = picked.tolist()
+        explain = _Explainer(self, ctx, proposed, ranked_rows, keys, order, matrix)
+        return [(keys[i], round(float(score[i]), 6), explain.reasons(i)) for i in order]
 
     def _candidates(self, ctx: CandidateContext, enabled: frozenset[str]) -> dict[int, set[str]]:
         """Union of the enabled sources: each item with the names of the sources that
@@ -275,23 +284,29 @@ class RecommendService:
         fresh = (order / max(len(keys) - 1, 1)).astype(np.float32)
         liked, disliked = set(prefs.liked_genres), set(prefs.disliked_genres)
         languages, platforms = set(prefs.languages), set(prefs.platforms)
-        pref = np.array(
-            [
-                float(not liked.isdisjoint(r.genres))
-                - float(not disliked.isdisjoint(r.genres))
-                + 0.5 * float(r.language in languages)
-                for r in rows
-            ],
-            dtype=np.float32,
+        # Without stated preferences both features are zero for every row: no loop.
+        pref = (
+            np.array(
+                [
+                    float(not liked.isdisjoint(r.genres))
+                    - float(not disliked.isdisjoint(r.genres))
+                    + 0.5 * float(r.language in languages)
+                    for r in rows
+                ],
+                dtype=np.float32,
+            )
+            if liked or disliked or languages
+            else np.zeros(len(rows), dtype=np.float32)
         )
-        platform = np.array(
-            [float(not platforms.isdisjoint(r.platforms)) for r in rows], dtype=np.float32
+        platform = (
+            np.array([float(not platforms.isdisjoint(r.platforms)) for r in rows], dtype=np.float32)
+            if platforms
+            else np.zeros(len(rows), dtype=np.float32)
         )
-        collab_scores = ctx.collab_scores
-        collab = np.array([collab_scores.get(k, 0.0) for k in keys], dtype=np.float32)
+        collab = ctx.collab_feature(keys)
         score = (
             (w.content * minmax(content.astype(np.float32)) if ctx.direction is not None else 0.0)
-            + (w.collaborative * minmax(collab) if collab_scores else 0.0)
+            + (w.collaborative * minmax(collab) if ctx.collab_ranked[0].shape[0] else 0.0)
             + w.popularity * pop
             + w.trending * trend
             + w.freshness * fresh
@@ -368,26 +383,42 @@ class _Explainer:
         proposed: dict[int, set[str]],
         rows: list[RankingRow],
         keys: list[int],
+        picked: list[int],
+        matrix: FloatArray,
     ) -> None:
-        self.proposed, self.keys = proposed, keys
+        """`picked`: the indices (into `keys`, `rows` and the rows of `matrix`, the
+        candidates' vectors) that will be asked for reasons."""
+        self.proposed, self.keys, self.rows = proposed, keys, rows
         prefs = ctx.prefs
-        recent = [
-            e.media_pk
-            for e in reversed(ctx.events)
-            if e.type in POSITIVE_TYPES or (e.type == "rate" and (e.value or 0) >= 4.0)
-        ][:20]
+        recent = list(
+            itertools.islice(
+                (
+                    e.media_pk
+                    for e in reversed(ctx.events)
+                    if e.type in POSITIVE_TYPES or (e.type == "rate" and (e.value or 0) >= 4.0)
+                ),
+                20,
+            )
+        )
         positives = service.indexes.vectors_of(list(dict.fromkeys(recent)))
         self.positive_keys = list(positives)
-        self.positive_matrix = (
-            np.vstack([positives[k] for k in self.positive_keys]) if positives else None
-        )
-        liked = prefs.liked_genres[:10]
-        self.shared_genre = [next((g for g in liked if g in r.genres), None) for r in rows]
-        platforms = set(prefs.platforms)
-        self.on_platform = [not platforms.isdisjoint(r.platforms) for r in rows]
+        # The liked item nearest each picked candidate, for all of them in one product.
+        self.nearest_positive: dict[int, int] = {}
+        if positives:
+            positive_matrix = np.vstack([positives[k] for k in self.positive_keys])
+            content = [i for i in picked if "content" in proposed[keys[i]]]
+            if content:
+                best = np.argmax(positive_matrix @ matrix[content].T, axis=0).tolist()
+                self.nearest_positive = {
+                    i: self.positive_keys[b] for i, b in zip(content, best, strict=True)
+                }
+        self.liked = prefs.liked_genres[:10]
+        self.platforms = set(prefs.platforms)
         self.collab_anchor: dict[int, int] = {}
         if ctx.ease is not None:
-            collab_keys = [k for k in keys if "collaborative" in proposed[k]]
+            # Only the items that are explained: the anchors of every collaborative
+            # candidate were a history x candidates block, most of it never quoted.
+            collab_keys = [keys[i] for i in picked if "collaborative" in proposed[keys[i]]]
             self.collab_anchor = ctx.ease.strongest_links(ctx.history, collab_keys)
         anchors = sorted(set(self.positive_keys) | set(self.collab_anchor.values()))
         # An anchor the user may no longer see (made private since) is never quoted.
@@ -395,20 +426,22 @@ class _Explainer:
         anchor_rows = service.rows.get(ctx.catalog_version, [k for k in anchors if k in visible])
         self.titles = {k: row.title for k, row in anchor_rows.items()}
 
-    def reasons(self, i: int, vector: FloatArray) -> list[str]:
+    def reasons(self, i: int) -> list[str]:
         key = self.keys[i]
         sources = self.proposed[key]
         reasons = []
         if key in self.collab_anchor and self.collab_anchor[key] in self.titles:
             title = self.titles[self.collab_anchor[key]]
             reasons.append(f"people who watched {title} also watched this")
-        if self.positive_matrix is not None and "content" in sources:
-            anchor = self.positive_keys[int(np.argmax(self.positive_matrix @ vector))]
+        if i in self.nearest_positive:
+            anchor = self.nearest_positive[i]
             if anchor in self.titles:
                 reasons.append(f"because you liked {self.titles[anchor]}")
-        if self.shared_genre[i] is not None:
-            reasons.append(f"matches your taste in {self.shared_genre[i]}")
-        if self.on_platform[i]:
+        row = self.rows[i]
+        shared_genre = next((g for g in self.liked if g in row.genres), None)
+        if shared_genre is not None:
+            reasons.append(f"matches your taste in {shared_genre}")
+        if not self.platforms.isdisjoint(row.platforms):
             reasons.append("available on your platforms")
         if "trending" in sources:
             reasons.append("trending this week")

@@ -158,6 +158,11 @@ class UserStore(Protocol):
 
     def events(self, user_pk: int) -> list[EventRow]: ...
 
+    def events_after(self, user_pk: int, after: int) -> tuple[int, list[tuple[int, EventRow]]]:
+        """(the user's event count, (event id, event) for ids above `after`, oldest
+        first); ids only grow per user in commit order."""
+        ...
+
     def favorite_ids(self, user_pk: int) -> list[tuple[str, float]]: ...
 
     def training_pairs(

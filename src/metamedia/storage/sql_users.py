@@ -109,6 +109,13 @@ _EVENTS = (
     .where(_i.c.user_pk == bindparam("u"))
     .order_by(_i.c.ts, _i.c.pk)
 )
+# A user's events inserted after a known one (ids only grow per user: see events_after).
+_EVENTS_AFTER = (
+    select(_i.c.pk, _i.c.media_pk, _i.c.type, _i.c.value, _i.c.ts)
+    .where(_i.c.user_pk == bindparam("u"), _i.c.pk > bindparam("after"))
+    .order_by(_i.c.ts, _i.c.pk)
+)
+_EVENT_COUNT = select(func.count()).select_from(_i).where(_i.c.user_pk == bindparam("u"))
 # Newest favourite first; favourites made at the same instant by item pk.
 _FAVORITE_IDS = (
     select(media.c.external_id, favorites.c.created_at)
@@ -329,6 +336,24 @@ class SQLUserStore:
         with self.engine.connect() as conn:
             rows = conn.execute(_EVENTS, {"u": user_pk}).all()
         return [EventRow(int(m), kind, value, float(ts), None) for m, kind, value, ts in rows]
+
+    def events_after(self, user_pk: int, after: int) -> tuple[int, list[tuple[int, EventRow]]]:
+        """How many events the user has, and (event id, event) for those with an id
+        above `after`, oldest first.
+
+        Event ids only grow per user in commit order: `add_events` locks the user's
+        row (SQLite: the database write lock) before it inserts, so an insert for the
+        user that commits later gets a later id. A caller holding the events up to
+        `after` is therefore current once it adds these, unless the count says some
+        were deleted in between.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(_EVENTS_AFTER, {"u": user_pk, "after": after}).all()
+            total = int(conn.execute(_EVENT_COUNT, {"u": user_pk}).scalar_one())
+        return total, [
+            (int(pk), EventRow(int(m), kind, value, float(ts), None))
+            for pk, m, kind, value, ts in rows
+        ]
 
     def favorite_ids(self, user_pk: int) -> list[tuple[str, float]]:
         """Newest favourite first; favourites made at the same instant by item pk."""
