@@ -7,11 +7,14 @@ plus small Gaussian noise, renormalised, so the set keeps the real vectors' unev
 shape (clusters, dominant dimensions) at any size. Queries are held-out vectors
 perturbed the same way; ground truth is exact search (faiss `IndexFlatIP`).
 
-Three indexes over the same vectors, HNSW M=32, efConstruction=80, built with two
-threads, then searched query by query on one thread over an efSearch curve:
+Indexes over the same vectors, with the same HNSW M and efConstruction (32 and 80
+unless `--m` / `--ef-construction` say otherwise), built with two threads, then
+searched query by query on one thread over an efSearch curve:
 
 - faiss `IndexHNSWFlat`: the float graph the "hnsw" kind uses (the peer);
 - faiss `IndexHNSWSQ` (8-bit): the compressed graph alone, no re-scoring;
+- hnswlib (float32) and usearch (its 8-bit `i8` vectors), from the `bench` extra
+  (listed as skipped when not installed);
 - ours: `VectorIndex` kind "hnsw_sq8" (the same compressed graph, its top
   max(4k, 40) candidates re-scored exactly), saved through `VectorFileStore` and
   loaded back, so its float rows are a read-only mapping of the sidecar file as
@@ -188,27 +191,88 @@ def run_peer(name: str, build: Callable[[], Any], ctx: dict[str, Any]) -> None:
     ctx["methods"][name] = {"build_s": round(seconds, 1), "memory_bytes": ram, "curve": points}
 
 
-def hnsw_flat(data: Vector) -> Any:
-    index = faiss.IndexHNSWFlat(data.shape[1], M, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = EF_CONSTRUCTION
+def hnsw_flat(data: Vector, m: int, ef_construction: int) -> Any:
+    index = faiss.IndexHNSWFlat(data.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
     index.add(data)
     return index
 
 
-def hnsw_sq(data: Vector) -> Any:
+def hnsw_sq(data: Vector, m: int, ef_construction: int) -> Any:
     index = faiss.IndexHNSWSQ(
-        data.shape[1], faiss.ScalarQuantizer.QT_8bit, M, faiss.METRIC_INNER_PRODUCT
+        data.shape[1], faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT
     )
-    index.hnsw.efConstruction = EF_CONSTRUCTION
+    index.hnsw.efConstruction = ef_construction
     index.train(data[: min(data.shape[0], 100_000)])
     index.add(data)
     return index
 
 
-def run_ours(data: Vector, ctx: dict[str, Any], work: Path) -> None:
+def run_hnswlib(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any]) -> None:
+    """hnswlib (float32 HNSW in C++), when the `bench` extra installed it."""
+    try:
+        import hnswlib
+    except ImportError:
+        ctx["skipped"]["hnswlib"] = "not installed (pip install -e '.[bench]')"
+        return
+    name = "hnswlib (float32)"
+    print(f"[compressed] building {name}", flush=True)
+
+    def build() -> Any:
+        index = hnswlib.Index(space="ip", dim=data.shape[1])
+        index.init_index(max_elements=data.shape[0], M=m, ef_construction=ef_construction)
+        index.add_items(data, np.arange(data.shape[0]), num_threads=BUILD_THREADS)
+        return index
+
+    index, seconds = timed_build(build)
+
+    def search(q: Vector, ef: int) -> npt.NDArray[np.int64]:
+        index.set_ef(ef)
+        return np.asarray(index.knn_query(q, k=K, num_threads=1)[0][0], dtype=np.int64)
+
+    points = curve(search, ctx["queries"], ctx["truth"], ctx["efs"])
+    # float rows plus level-0 links (2M per node) and the list headers, per element
+    per_element = data.shape[1] * 4 + (2 * m + 1) * 4 + 8
+    ram = data.shape[0] * per_element
+    ctx["methods"][name] = {"build_s": round(seconds, 1), "memory_bytes": ram, "curve": points}
+
+
+def run_usearch(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any]) -> None:
+    """usearch with 8-bit integer vectors (its own quantisation), when installed."""
+    try:
+        from usearch.index import Index
+    except ImportError:
+        ctx["skipped"]["usearch"] = "not installed (pip install -e '.[bench]')"
+        return
+    name = "usearch (i8)"
+    print(f"[compressed] building {name}", flush=True)
+
+    def build() -> Any:
+        index = Index(
+            ndim=data.shape[1],
+            metric="ip",
+            dtype="i8",
+            connectivity=m,
+            expansion_add=ef_construction,
+        )
+        index.add(np.arange(data.shape[0]), data, threads=BUILD_THREADS)
+        return index
+
+    index, seconds = timed_build(build)
+
+    def search(q: Vector, ef: int) -> npt.NDArray[np.int64]:
+        index.expansion_search = ef
+        return np.asarray(index.search(q, K, threads=1).keys, dtype=np.int64)
+
+    points = curve(search, ctx["queries"], ctx["truth"], ctx["efs"])
+    ram = int(index.memory_usage)
+    ctx["methods"][name] = {"build_s": round(seconds, 1), "memory_bytes": ram, "curve": points}
+
+
+def run_ours(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any], work: Path) -> None:
     name = "ours: VectorIndex hnsw_sq8 + exact re-scoring"
     print(f"[compressed] building {name}", flush=True)
-    params = IndexParams(kind="hnsw_sq8", hnsw_m=M, ef_construction=EF_CONSTRUCTION)
+    params = IndexParams(kind="hnsw_sq8", hnsw_m=m, ef_construction=ef_construction)
 
     def build() -> VectorIndex:
         index = VectorIndex(data.shape[1], params)
@@ -252,7 +316,19 @@ def run_ours(data: Vector, ctx: dict[str, Any], work: Path) -> None:
     }
 
 
-def run(cache_dir: Path, n: int, n_queries: int, efs: tuple[int, ...], seed: int) -> dict[str, Any]:
+METHODS = ("flat", "sq", "hnswlib", "usearch", "ours")
+
+
+def run(
+    cache_dir: Path,
+    n: int,
+    n_queries: int,
+    efs: tuple[int, ...],
+    seed: int,
+    m: int = M,
+    ef_construction: int = EF_CONSTRUCTION,
+    methods: tuple[str, ...] = METHODS,
+) -> dict[str, Any]:
     real = real_vectors(cache_dir)
     print(f"[compressed] {real.shape[0]} real vectors -> {n} derived", flush=True)
     started = time.perf_counter()
@@ -262,24 +338,42 @@ def run(cache_dir: Path, n: int, n_queries: int, efs: tuple[int, ...], seed: int
     started = time.perf_counter()
     truth = ground_truth(data, queries)
     truth_s = time.perf_counter() - started
-    ctx: dict[str, Any] = {"queries": queries, "truth": truth, "efs": efs, "methods": {}}
-    run_peer("faiss IndexHNSWFlat (peer)", lambda: hnsw_flat(data), ctx)
-    run_peer("faiss IndexHNSWSQ 8-bit, no re-scoring", lambda: hnsw_sq(data), ctx)
-    with tempfile.TemporaryDirectory(prefix="compressed-bench-", dir=cache_dir) as work:
-        run_ours(data, ctx, Path(work))
+    ctx: dict[str, Any] = {
+        "queries": queries,
+        "truth": truth,
+        "efs": efs,
+        "methods": {},
+        "skipped": {},
+    }
+    if "flat" in methods:
+        run_peer("faiss IndexHNSWFlat (peer)", lambda: hnsw_flat(data, m, ef_construction), ctx)
+    if "sq" in methods:
+        run_peer(
+            "faiss IndexHNSWSQ 8-bit, no re-scoring",
+            lambda: hnsw_sq(data, m, ef_construction),
+            ctx,
+        )
+    if "hnswlib" in methods:
+        run_hnswlib(data, m, ef_construction, ctx)
+    if "usearch" in methods:
+        run_usearch(data, m, ef_construction, ctx)
+    if "ours" in methods:
+        with tempfile.TemporaryDirectory(prefix="compressed-bench-", dir=cache_dir) as work:
+            run_ours(data, m, ef_construction, ctx, Path(work))
     return {
         "vectors": n,
         "dim": int(data.shape[1]),
         "queries": int(queries.shape[0]),
         "seed": seed,
         "noise": NOISE,
-        "hnsw_m": M,
-        "ef_construction": EF_CONSTRUCTION,
+        "hnsw_m": m,
+        "ef_construction": ef_construction,
         "build_threads": BUILD_THREADS,
         "derive_s": round(derive_s, 1),
         "ground_truth_s": round(truth_s, 1),
         "float32_bytes": int(data.nbytes),
         "methods": ctx["methods"],
+        "skipped": ctx["skipped"],
     }
 
 
@@ -316,6 +410,8 @@ def render(raw: dict[str, Any], command: str, started: str, seconds: float) -> s
                 f"{head}| {ef} | {point['recall_at_10']:.3f} | {point['p50_ms']:.3f} "
                 f"| {point['p95_ms']:.3f} |"
             )
+    for name, why in raw.get("skipped", {}).items():
+        lines.append(f"| {name} | skipped: {why} | | | | | |")
     ours = [m for name, m in raw["methods"].items() if name.startswith("ours")]
     if ours:
         o = ours[0]
@@ -346,13 +442,37 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--ef", type=int, nargs="+", default=list(EF_SEARCHES), help="efSearch values"
     )
     section.add_argument("--seed", type=int, default=0, help="seed of the derivation")
+    section.add_argument("--m", type=int, default=M, help=f"HNSW M of every index ({M})")
+    section.add_argument(
+        "--ef-construction",
+        type=int,
+        default=EF_CONSTRUCTION,
+        help=f"efConstruction of every index ({EF_CONSTRUCTION})",
+    )
+    section.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="indexes to build (all): faiss flat-storage HNSW, faiss 8-bit HNSW, hnswlib, "
+        "usearch, ours",
+    )
     add_output_args(section, OUT, BENCH_DIR / ".cache")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.perf_counter()
-    raw = run(args.cache_dir, args.n, args.queries, tuple(args.ef), args.seed)
+    raw = run(
+        args.cache_dir,
+        args.n,
+        args.queries,
+        tuple(args.ef),
+        args.seed,
+        args.m,
+        args.ef_construction,
+        tuple(args.methods),
+    )
     md = render(raw, "python -m bench " + " ".join(argv), started, time.perf_counter() - clock)
     write_results(args.out, "compressed", md, raw)
     return 0
