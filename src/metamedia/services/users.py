@@ -195,7 +195,18 @@ class UserService:
     def record(
         self, tenant: str, user: str, events: list[Any], *, create_user: bool = False
     ) -> list[InteractionResult]:
-        """Validate and store events; bad ones get an error, good ones are kept."""
+        """Validate and store events; bad ones get an error, good ones are kept.
+
+        Durability: this returns after the new events, the preference vector they
+        moved and the user's new version committed in one transaction, so whatever
+        it reports "recorded" (or "duplicate") is stored. On the embedded store the
+        commit is SQLite's in WAL mode with synchronous=NORMAL: the transaction is
+        in the WAL file, through the operating system, before this returns; it
+        survives the process being killed at any point (kill -9:
+        tests/faults/test_interaction_crash.py), while the last commits before a
+        power loss or kernel crash can be lost (the WAL is fsynced at checkpoints,
+        not per commit). On PostgreSQL it is the server's commit.
+        """
         if len(events) > MAX_EVENTS_PER_BATCH:
             raise InvalidRequestError(
                 f"a batch holds at most {MAX_EVENTS_PER_BATCH} events, got {len(events)}"
