@@ -169,6 +169,34 @@ def test_history_orders_pages_and_filters_sessions(backend: Backend) -> None:
     assert store.events(other.pk) == []
 
 
+def test_events_after_returns_later_inserts_oldest_first_and_the_count(backend: Backend) -> None:
+    store = backend.users
+    a = add_media(backend.engine, "acme", "a")
+    b = add_media(backend.engine, "acme", "b")
+    user = store.ensure("acme", "ann")
+    other = store.ensure("acme", "bob")
+    store.add_events(user.pk, [event(a, "view", T0 + 5), event(b, "like", T0 + 1)])
+    store.add_events(other.pk, [event(a, "view", T0)])
+    total, rows = store.events_after(user.pk, 0)
+    assert total == 2
+    assert [row for _, row in rows] == [
+        EventRow(b, "like", None, T0 + 1, None),
+        EventRow(a, "view", None, T0 + 5, None),
+    ]
+    last = max(pk for pk, _ in rows)
+    # Ids grow in insert order, whatever the timestamps: a backdated event comes after.
+    store.add_events(user.pk, [event(a, "rate", T0, value=4.0), event(b, "skip", T0 + 9)])
+    total, newer = store.events_after(user.pk, last)
+    assert total == 4
+    assert [row for _, row in newer] == [
+        EventRow(a, "rate", 4.0, T0, None),
+        EventRow(b, "skip", None, T0 + 9, None),
+    ]
+    assert min(pk for pk, _ in newer) > last
+    assert store.events_after(user.pk, max(pk for pk, _ in newer)) == (4, [])
+    assert store.events_after(other.pk, 0)[0] == 1
+
+
 def test_favorite_ids_newest_first_ties_by_item(backend: Backend) -> None:
     store = backend.users
     pks = [add_media(backend.engine, "acme", name) for name in ("x", "y", "z")]
