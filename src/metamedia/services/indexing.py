@@ -38,6 +38,7 @@ from metamedia.engine.vectors import FloatArray
 from metamedia.errors import StaleMaskError
 from metamedia.observability.metrics import count_vector_plan_current, observe_current
 from metamedia.services.caching import Caches
+from metamedia.services.heap import release_free_heap
 from metamedia.services.item_vectors import ItemEncoder, ItemText
 from metamedia.storage.records import IndexRow
 from metamedia.storage.roles import CatalogStore, VectorStore
@@ -187,6 +188,7 @@ class IndexManager:
         self._watermark = self._saved_watermark = loaded.watermark
         self._payload = self._payload_for(loaded.index)
         self.sync()
+        release_free_heap()  # the deserialisation buffers
 
     @property
     def space(self) -> str:
@@ -366,6 +368,7 @@ class IndexManager:
             self.files.save(self._index, self._watermark, self.space, extra, companions)
             self._saved_watermark = self._watermark
             self._last_save = time.monotonic()
+        release_free_heap()  # the serialised copies were freed, but glibc keeps them
 
     def flush(self) -> None:
         """Save if anything changed since the last save (called at shutdown and after ingest)."""
