@@ -159,3 +159,17 @@ def test_a_feed_after_an_interaction_leaves_the_item_out(runtime: Runtime) -> No
     runtime.users.record("default", "cat", [{"item": top, "type": "view"}])
     again = runtime.recommend.feed("default", "cat", limit=10)
     assert top not in [item.id for item in again.items]
+
+
+def test_date_order_is_the_date_key_order() -> None:
+    from metamedia.services.recommend import _date_key, _date_order
+    from metamedia.storage.records import RankingRow
+
+    dates = [None, "1997", "1997-05-01", "1997-12-31", "1998", None, "1997", "2001-01-01"]
+    rows = [
+        RankingRow(pk, 0.0, released, float(pk % 3), None, (), ())
+        for pk, released in zip([9, 3, 7, 1, 4, 2, 8, 5], dates, strict=True)
+    ]
+    expected = sorted(range(len(rows)), key=lambda i: _date_key(rows[i]))
+    assert _date_order(rows).tolist() == expected
+    assert _date_order([]).tolist() == []

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, Field
 
 from metamedia.domain.users import Preferences
@@ -55,6 +56,9 @@ IMPRESSION_WINDOW_S = 86_400.0
 CANDIDATE_SOURCES = frozenset(
     {"content", "popular", "trending", "fresh", "collaborative", "preference"}
 )
+# Which sources proposed an item, as bits of an int: a set per candidate was a
+# thousand containers per feed for the cyclic garbage collector to track.
+_SOURCE_BIT = {name: 1 << i for i, name in enumerate(sorted(CANDIDATE_SOURCES))}
 FEED_DEPTH = 100  # five pages of twenty per snapshot
 POOL = 300
 CONTENT_POOL = 150  # ANN cost grows with k (efSearch >= 2k)
@@ -250,15 +254,17 @@ class RecommendService:
         explain = _Explainer(self, ctx, proposed, ranked_rows, keys, order, matrix)
         return [(keys[i], round(float(score[i]), 6), explain.reasons(i)) for i in order]
 
-    def _candidates(self, ctx: CandidateContext, enabled: frozenset[str]) -> dict[int, set[str]]:
-        """Union of the enabled sources: each item with the names of the sources that
-        proposed it (its reasons)."""
-        proposed: dict[int, set[str]] = {}
+    def _candidates(self, ctx: CandidateContext, enabled: frozenset[str]) -> dict[int, int]:
+        """Union of the enabled sources: each item with the sources that proposed it
+        (its reasons), as `_SOURCE_BIT` bits."""
+        proposed: dict[int, int] = {}
+        get = proposed.get
         for source in self.sources:
             if source.name not in enabled:
                 continue
+            bit = _SOURCE_BIT[source.name]
             for candidate in source.candidates(ctx, SOURCE_POOLS[source.name]):
-                proposed.setdefault(candidate.pk, set()).add(source.name)
+                proposed[candidate.pk] = get(candidate.pk, 0) | bit
         return proposed
 
     def _score(
@@ -278,7 +284,7 @@ class RecommendService:
         trending = self.trending.counts(ctx, POOL)
         trend = minmax(np.array([trending.get(k, 0) for k in keys], dtype=np.float32))
         # Newer by the item's own date ranks higher (undated items lowest).
-        by_date = sorted(range(len(rows)), key=lambda i: _date_key(rows[i]))
+        by_date = _date_order(rows)
         order = np.empty(len(rows), dtype=np.int64)
         order[by_date] = np.arange(len(rows))
         fresh = (order / max(len(keys) - 1, 1)).astype(np.float32)
@@ -380,7 +386,7 @@ class _Explainer:
         self,
         service: RecommendService,
         ctx: CandidateContext,
-        proposed: dict[int, set[str]],
+        proposed: dict[int, int],
         rows: list[RankingRow],
         keys: list[int],
         picked: list[int],
@@ -406,7 +412,7 @@ class _Explainer:
         self.nearest_positive: dict[int, int] = {}
         if positives:
             positive_matrix = np.vstack([positives[k] for k in self.positive_keys])
-            content = [i for i in picked if "content" in proposed[keys[i]]]
+            content = [i for i in picked if proposed[keys[i]] & _SOURCE_BIT["content"]]
             if content:
                 best = np.argmax(positive_matrix @ matrix[content].T, axis=0).tolist()
                 self.nearest_positive = {
@@ -418,7 +424,8 @@ class _Explainer:
         if ctx.ease is not None:
             # Only the items that are explained: the anchors of every collaborative
             # candidate were a history x candidates block, most of it never quoted.
-            collab_keys = [keys[i] for i in picked if "collaborative" in proposed[keys[i]]]
+            collab = _SOURCE_BIT["collaborative"]
+            collab_keys = [keys[i] for i in picked if proposed[keys[i]] & collab]
             self.collab_anchor = ctx.ease.strongest_links(ctx.history, collab_keys)
         anchors = sorted(set(self.positive_keys) | set(self.collab_anchor.values()))
         # An anchor the user may no longer see (made private since) is never quoted.
@@ -443,11 +450,11 @@ class _Explainer:
             reasons.append(f"matches your taste in {shared_genre}")
         if not self.platforms.isdisjoint(row.platforms):
             reasons.append("available on your platforms")
-        if "trending" in sources:
+        if sources & _SOURCE_BIT["trending"]:
             reasons.append("trending this week")
-        if "popular" in sources and not reasons:
+        if sources & _SOURCE_BIT["popular"] and not reasons:
             reasons.append("popular")
-        if "fresh" in sources and not reasons:
+        if sources & _SOURCE_BIT["fresh"] and not reasons:
             reasons.append("new release")
         return reasons or ["recommended for you"]
 
@@ -456,6 +463,20 @@ def _date_key(row: RankingRow) -> tuple[bool, str, float, int]:
     """Oldest first by the item's own date, as `CatalogStore.newest` orders (reversed):
     undated items first, a year-only item before the dated ones of its year."""
     return (row.released is not None, row.released or "", row.created_at, row.pk)
+
+
+def _date_order(rows: list[RankingRow]) -> npt.NDArray[np.intp]:
+    """Indices of `rows` sorted by `_date_key`, as one lexsort of columns (last key
+    first) instead of a tuple per row; the keys end in the pk, so nothing ties."""
+    released = [r.released for r in rows]
+    return np.lexsort(
+        (
+            np.array([r.pk for r in rows], dtype=np.int64),
+            np.array([r.created_at for r in rows], dtype=np.float64),
+            np.array([d or "" for d in released], dtype=np.str_),
+            np.array([d is not None for d in released], dtype=bool),
+        )
+    )
 
 
 def _cap_themes(
