@@ -173,3 +173,16 @@ def test_date_order_is_the_date_key_order() -> None:
     expected = sorted(range(len(rows)), key=lambda i: _date_key(rows[i]))
     assert _date_order(rows).tolist() == expected
     assert _date_order([]).tolist() == []
+
+
+def test_ease_columns_follow_the_history_order_and_skip_unknown_keys() -> None:
+    from metamedia.engine.collaborative import EaseModel
+
+    history = [30, 99, 10, 30, -1, 20, 5]
+    ascending = EaseModel(np.array([10, 20, 30], dtype=np.int64), np.eye(3, dtype=np.float32))
+    assert ascending.columns(history) == [2, 0, 2, 1]
+    assert ascending.columns([]) == []
+    unsorted = EaseModel(np.array([30, 10, 20], dtype=np.int64), np.eye(3, dtype=np.float32))
+    assert unsorted.columns(history) == [0, 1, 0, 2]
+    empty = EaseModel(np.empty(0, dtype=np.int64), np.empty((0, 0), dtype=np.float32))
+    assert empty.columns(history) == []

@@ -28,15 +28,31 @@ class EaseModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_column", {int(k): i for i, k in enumerate(self.keys.tolist())})
+        ascending = bool(np.all(self.keys[1:] > self.keys[:-1]))
+        object.__setattr__(self, "_ascending", ascending)
 
     def columns(self, keys: list[int]) -> list[int]:
-        column: dict[int, int] = self._column  # type: ignore[attr-defined]
-        return [column[k] for k in keys if k in column]
+        found: list[int] = self.column_array(keys).tolist()
+        return found
+
+    def column_array(self, keys: list[int]) -> IntArray:
+        """The columns of `keys` in the order given, unknown keys left out."""
+        if not self._ascending:  # type: ignore[attr-defined]
+            column: dict[int, int] = self._column  # type: ignore[attr-defined]
+            return np.array([column[k] for k in keys if k in column], dtype=np.int64)
+        # Keys are stored ascending (fit_ease): a binary search per key, not a dict
+        # lookup per key in Python (a thousand-item history is scored on every feed).
+        wanted = np.asarray(keys, dtype=np.int64)
+        if wanted.shape[0] == 0 or self.keys.shape[0] == 0:
+            return np.empty(0, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, wanted), self.keys.shape[0] - 1)
+        found: IntArray = at[self.keys[at] == wanted].astype(np.int64)
+        return found
 
     def score(self, history: list[int]) -> FloatArray:
         """Scores for every model item given the user's history keys (unknown keys ignored)."""
-        cols = self.columns(history)
-        if not cols:
+        cols = self.column_array(history)
+        if cols.shape[0] == 0:
             return np.zeros(self.keys.shape[0], dtype=np.float32)
         return np.asarray(self.weights[cols].sum(axis=0), dtype=np.float32)
 
@@ -46,17 +62,19 @@ class EaseModel:
         # Distinct history rows and target columns, both ascending (columns follow the
         # sorted keys): a repeated item adds the same row, and a gather in memory order
         # costs half as much.
-        cols = sorted(set(self.columns(history)))
+        cols = np.unique(self.column_array(history))
         column: dict[int, int] = self._column  # type: ignore[attr-defined]
         targets = sorted({k for k in keys if k in column})
-        if not cols or not targets:
+        if cols.shape[0] == 0 or not targets:
             return {}
-        block = self.weights[np.ix_(cols, [column[k] for k in targets])]
+        target_cols = np.array([column[k] for k in targets], dtype=np.int64)
+        block = self.weights[np.ix_(cols, target_cols)]
         best = np.argmax(block, axis=0)
         strength = block[best, np.arange(len(targets))]
+        anchors = self.keys[cols[best]].tolist()
         return {
-            key: int(self.keys[cols[int(b)]])
-            for key, b, s in zip(targets, best.tolist(), strength.tolist(), strict=True)
+            key: int(anchor)
+            for key, anchor, s in zip(targets, anchors, strength.tolist(), strict=True)
             if s > 0
         }
 

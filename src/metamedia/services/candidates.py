@@ -148,7 +148,7 @@ class EaseScores:
 
     def score(self, key: Hashable, ease: EaseModel, history: list[int]) -> FloatArray:
         """`ease.score(history)` for the user `key` (computed as a float64 sum)."""
-        cols = np.asarray(ease.columns(history), dtype=np.int64)
+        cols = ease.column_array(history)
         if cols.shape[0] == 0:
             return np.zeros(ease.keys.shape[0], dtype=np.float32)
         distinct, counts = np.unique(cols, return_counts=True)
