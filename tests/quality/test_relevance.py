@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pytest
 from bench.datasets import KnownItemQuery
 
@@ -141,3 +142,24 @@ def test_item_vector_neighbours_are_candidates_with_their_rank(
         assert item_rr[rows[int(neighbours[0])]] == 1.0
         outside = [i for k, i in rows.items() if k not in set(neighbours.tolist())]
         assert all(item_rr[i] == 0.0 for i in outside)
+
+
+def test_window_coverage_is_the_mean_of_each_windows_best_passage(
+    wiki_runtime: Runtime, wiki_catalog: dict[str, Any]
+) -> None:
+    """A long request is embedded in windows: each item's coverage is the mean over the
+    windows of its best passage for each, so it never exceeds its best passage, and for
+    a one-window query the two are the same number."""
+    indexes = wiki_runtime.indexes
+    long_query = max((q.query for q in wiki_catalog["queries"]), key=len)
+    windows = wiki_runtime.search.embed_query(long_query)
+    assert windows.shape[0] >= 2
+    keys = indexes.search(mean_vector(windows), 30, None).keys.tolist()
+    best, cover = indexes.passage_similarities(windows, keys)
+    per_window = np.stack([indexes.passage_similarities(w[None, :], keys)[0] for w in windows])
+    assert np.allclose(best, per_window.max(axis=0), atol=1e-5)
+    assert np.allclose(cover, per_window.mean(axis=0), atol=1e-5)
+    assert np.all(cover <= best + 1e-6)
+    one = wiki_runtime.search.embed_query("a volcano erupts near a small town")
+    best_one, cover_one = indexes.passage_similarities(one, keys)
+    assert np.allclose(best_one, cover_one)

@@ -31,6 +31,7 @@ BASE_FEATURES: tuple[str, ...] = (
     "dense_sim",  # best passage cosine similarity
     "dense_gap",  # dense_sim minus the best dense_sim among the candidates
     "dense_rr",  # 1 / (1 + log2 rank) in the passage list, 0 when absent
+    "dense_cover",  # mean over the query's windows of the best passage for each
     "item_sim",  # cosine of the item vector (mean of passages) and the query
     "item_rr",  # 1 / (1 + log2 rank) in the item-vector list, 0 when absent
     "year_match",  # the query names a year or decade that fits the item

@@ -523,14 +523,19 @@ class IndexManager:
             order = np.argsort(-sims, kind="stable")[:k]
             return index.key_at(pos_arr[order]), sims[order], plan
 
-    def passage_similarities(self, queries: FloatArray, keys: list[int]) -> np.ndarray:
-        """Best passage similarity of each given item to any query vector, exact; 0 for
+    def passage_similarities(
+        self, queries: FloatArray, keys: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per given item, exact: its best passage similarity to any query vector (one
+        per query window), and the mean over the windows of its best passage for each
+        (how much of a long request the item answers, not just its best part); 0 for
         items not in the index. Vectorised: one gather over the passage owners."""
         with self._lock:
             index = self.index
-            out = np.zeros(len(keys), dtype=np.float32)
+            windows = np.atleast_2d(queries)
+            best = np.zeros(len(keys), dtype=np.float32)
             if self._passages is None or not keys:
-                return out
+                return best, best.copy()
             positions = index.positions_for(np.asarray(keys, dtype=np.int64))
             slot = np.full(index.positions, -1, dtype=np.int64)
             known = positions >= 0
@@ -538,11 +543,14 @@ class IndexManager:
             owners = slot[self._owner]
             rows = np.flatnonzero(owners >= 0)
             if rows.shape[0] == 0:
-                return out
-            sims = (self._passages.vectors()[rows] @ np.atleast_2d(queries).T).max(axis=1)
-            best = np.full(len(keys), -2.0, dtype=np.float32)
-            np.maximum.at(best, owners[rows], sims.astype(np.float32))
-            return np.where(best > -2.0, best, 0.0).astype(np.float32)
+                return best, best.copy()
+            sims = (self._passages.vectors()[rows] @ windows.T).astype(np.float32)
+        per_window = np.full((len(keys), windows.shape[0]), -2.0, dtype=np.float32)
+        np.maximum.at(per_window, owners[rows], sims)
+        found = per_window[:, 0] > -2.0
+        best = np.where(found, per_window.max(axis=1), 0.0).astype(np.float32)
+        covered = np.where(found, per_window.mean(axis=1), 0.0).astype(np.float32)
+        return best, covered
 
     def item_similarities(self, query: FloatArray, keys: list[int]) -> np.ndarray:
         """Cosine of each given item's vector with `query` (0 for unknown items)."""

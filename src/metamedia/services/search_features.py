@@ -168,10 +168,11 @@ def _featurise(
     key_list = keys.tolist()
     title_bm25, body_bm25, coverage = indexes.keyword_features(query, tenant, key_list)
     if query_vectors is not None and n:
-        dense_sim = indexes.passage_similarities(query_vectors, key_list)
+        dense_sim, dense_cover = indexes.passage_similarities(query_vectors, key_list)
         item_sim = indexes.item_similarities(mean_vector(query_vectors), key_list)
     else:
         dense_sim = np.zeros(n, dtype=np.float32)
+        dense_cover = np.zeros(n, dtype=np.float32)
         item_sim = np.zeros(n, dtype=np.float32)
     years, genre_share, popularity = indexes.ranking_attributes(key_list, analysis.genres)
     keyword_rank = _rank_of(keys, keyword_keys)
@@ -193,6 +194,7 @@ def _featurise(
         "dense_sim": dense_sim,
         "dense_gap": dense_sim - (float(dense_sim.max()) if n else 0.0),
         "dense_rr": rank_weight(dense_rank),
+        "dense_cover": dense_cover,
         "item_sim": item_sim,
         "item_rr": rank_weight(_rank_of(keys, item_keys)),
         "year_match": fits.astype(np.float32),
