@@ -183,12 +183,26 @@ def faiss_searcher(index: Any) -> Callable[[Vector, int], npt.NDArray[np.int64]]
     return search
 
 
-def run_peer(name: str, build: Callable[[], Any], ctx: dict[str, Any]) -> None:
+Searcher = Callable[[Vector, int], npt.NDArray[np.int64]]
+
+
+def measure(
+    name: str,
+    build: Callable[[], Any],
+    searcher: Callable[[Any], Searcher],
+    memory: Callable[[Any], int],
+    ctx: dict[str, Any],
+) -> None:
+    """Build one index (timed, two threads), then its curve and its RAM into ctx."""
     print(f"[compressed] building {name}", flush=True)
     index, seconds = timed_build(build)
-    points = curve(faiss_searcher(index), ctx["queries"], ctx["truth"], ctx["efs"])
-    ram = storage_bytes(index) + graph_bytes(index)
+    points = curve(searcher(index), ctx["queries"], ctx["truth"], ctx["efs"])
+    ram = memory(index)
     ctx["methods"][name] = {"build_s": round(seconds, 1), "memory_bytes": ram, "curve": points}
+
+
+def run_peer(name: str, build: Callable[[], Any], ctx: dict[str, Any]) -> None:
+    measure(name, build, faiss_searcher, lambda i: storage_bytes(i) + graph_bytes(i), ctx)
 
 
 def hnsw_flat(data: Vector, m: int, ef_construction: int) -> Any:
@@ -215,8 +229,6 @@ def run_hnswlib(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any])
     except ImportError:
         ctx["skipped"]["hnswlib"] = "not installed (pip install -e '.[bench]')"
         return
-    name = "hnswlib (float32)"
-    print(f"[compressed] building {name}", flush=True)
 
     def build() -> Any:
         index = hnswlib.Index(space="ip", dim=data.shape[1])
@@ -224,17 +236,16 @@ def run_hnswlib(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any])
         index.add_items(data, np.arange(data.shape[0]), num_threads=BUILD_THREADS)
         return index
 
-    index, seconds = timed_build(build)
+    def searcher(index: Any) -> Searcher:
+        def search(q: Vector, ef: int) -> npt.NDArray[np.int64]:
+            index.set_ef(ef)
+            return np.asarray(index.knn_query(q, k=K, num_threads=1)[0][0], dtype=np.int64)
 
-    def search(q: Vector, ef: int) -> npt.NDArray[np.int64]:
-        index.set_ef(ef)
-        return np.asarray(index.knn_query(q, k=K, num_threads=1)[0][0], dtype=np.int64)
+        return search
 
-    points = curve(search, ctx["queries"], ctx["truth"], ctx["efs"])
     # float rows plus level-0 links (2M per node) and the list headers, per element
     per_element = data.shape[1] * 4 + (2 * m + 1) * 4 + 8
-    ram = data.shape[0] * per_element
-    ctx["methods"][name] = {"build_s": round(seconds, 1), "memory_bytes": ram, "curve": points}
+    measure("hnswlib (float32)", build, searcher, lambda _: data.shape[0] * per_element, ctx)
 
 
 def run_usearch(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any]) -> None:
@@ -244,8 +255,6 @@ def run_usearch(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any])
     except ImportError:
         ctx["skipped"]["usearch"] = "not installed (pip install -e '.[bench]')"
         return
-    name = "usearch (i8)"
-    print(f"[compressed] building {name}", flush=True)
 
     def build() -> Any:
         index = Index(
@@ -258,15 +267,14 @@ def run_usearch(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any])
         index.add(np.arange(data.shape[0]), data, threads=BUILD_THREADS)
         return index
 
-    index, seconds = timed_build(build)
+    def searcher(index: Any) -> Searcher:
+        def search(q: Vector, ef: int) -> npt.NDArray[np.int64]:
+            index.expansion_search = ef
+            return np.asarray(index.search(q, K, threads=1).keys, dtype=np.int64)
 
-    def search(q: Vector, ef: int) -> npt.NDArray[np.int64]:
-        index.expansion_search = ef
-        return np.asarray(index.search(q, K, threads=1).keys, dtype=np.int64)
+        return search
 
-    points = curve(search, ctx["queries"], ctx["truth"], ctx["efs"])
-    ram = int(index.memory_usage)
-    ctx["methods"][name] = {"build_s": round(seconds, 1), "memory_bytes": ram, "curve": points}
+    measure("usearch (i8)", build, searcher, lambda index: int(index.memory_usage), ctx)
 
 
 def run_ours(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any], work: Path) -> None:
