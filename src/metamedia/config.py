@@ -63,13 +63,15 @@ class Settings(BaseSettings):
     hnsw_threshold: int = Field(
         default=20_000,
         ge=0,
-        description="Catalogs with at least this many vectors use HNSW; smaller ones use exact.",
+        description="Catalogs with at least this many vectors use HNSW (float16 rows with "
+        "'auto'); smaller ones use exact.",
     )
-    vector_index_kind: Literal["auto", "flat", "hnsw", "hnsw_sq8"] = Field(
+    vector_index_kind: Literal["auto", "flat", "hnsw", "hnsw_fp16", "hnsw_sq8"] = Field(
         default="auto",
         description="Kind of the item and passage vector indexes: 'auto' picks by size "
-        "(flat, hnsw from hnsw_threshold, hnsw_sq8 from compressed_threshold); any other "
-        "value is used whatever the size.",
+        "(flat, hnsw_fp16 from hnsw_threshold, hnsw_sq8 from compressed_threshold); any "
+        "other value is used whatever the size. hnsw_fp16 is HNSW over float16 rows (half "
+        "the bytes of hnsw's float32, no re-scoring).",
     )
     compressed_threshold: int = Field(
         default=200_000,

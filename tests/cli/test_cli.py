@@ -102,7 +102,7 @@ def test_hnsw_is_chosen_above_the_configured_size(
     monkeypatch.setenv("METAMEDIA_HNSW_THRESHOLD", "100")
     data = str(tmp_path / "data")
     _json("ingest", str(DEMO_CATALOG), "--data-dir", data)
-    assert _json("stats", "--data-dir", data)["index"]["type"] == "hnsw"
+    assert _json("stats", "--data-dir", data)["index"]["type"] == "hnsw_fp16"  # auto's graph
     found = _json(
         "search", "haunted house", "--mode", "semantic", "--genre", "horror", "--data-dir", data
     )

@@ -26,12 +26,12 @@ def _json(*args: str) -> Any:
 def test_auto_picks_by_size_and_an_explicit_kind_wins() -> None:
     auto = Settings(hnsw_threshold=20_000, compressed_threshold=200_000)
     assert index_kind(auto, 19_999) == "flat"
-    assert index_kind(auto, 20_000) == "hnsw"
-    assert index_kind(auto, 199_999) == "hnsw"
+    assert index_kind(auto, 20_000) == "hnsw_fp16"
+    assert index_kind(auto, 199_999) == "hnsw_fp16"
     assert index_kind(auto, 200_000) == "hnsw_sq8"
     assert index_kind(auto, 1_000_000) == "hnsw_sq8"
-    assert index_kind(Settings(compressed_threshold=0), 10**7) == "hnsw"
-    for kind in ("flat", "hnsw", "hnsw_sq8"):
+    assert index_kind(Settings(compressed_threshold=0), 10**7) == "hnsw_fp16"
+    for kind in ("flat", "hnsw", "hnsw_fp16", "hnsw_sq8"):
         forced = Settings(vector_index_kind=kind, compressed_threshold=10)
         assert index_kind(forced, 5) == kind and index_kind(forced, 10**6) == kind
 

@@ -6,6 +6,11 @@ quantised graph. A loaded index gets its base from the storage layer (a read-onl
 `numpy.memmap` of the sidecar file), so only the rows a search touches become
 resident; rows upserted since then live in the tail until a save writes them
 to the file and `rebase` swaps in a longer mapping. No I/O happens here.
+
+The half-precision kind ("hnsw_fp16") hands out its rows as a `FloatRows` whose base
+is a float16 view of faiss's own storage codes: every read (`take`, indexing, `rows`,
+`dot_top`) converts just the rows it gathers to float32, so callers see float32 rows
+and no second copy of the catalog exists.
 """
 
 from __future__ import annotations
@@ -16,23 +21,24 @@ import numpy.typing as npt
 from metamedia.engine.vectors import FloatArray, top_k
 
 IntArray = npt.NDArray[np.int64]
+BaseArray = npt.NDArray[np.float32] | npt.NDArray[np.float16]
 
 # Rows gathered per block when scanning many positions: bounds the copy a scan makes.
 SCAN_BLOCK_ROWS = 4096
 
 
 class FloatRows:
-    """Append-only (n, dim) float32 rows: `base` rows first, then the in-RAM tail."""
+    """Append-only (n, dim) float32 rows: `base` rows first, then the in-RAM tail.
 
-    def __init__(self, dim: int, base: npt.NDArray[np.float32] | None = None) -> None:
+    The base may be float16 (read as float32: each read converts the rows it gathers)."""
+
+    def __init__(self, dim: int, base: BaseArray | None = None) -> None:
         self.dim = dim
-        self._base: npt.NDArray[np.float32] = (
-            np.empty((0, dim), dtype=np.float32) if base is None else base
-        )
+        self._base: BaseArray = np.empty((0, dim), dtype=np.float32) if base is None else base
         if self._base.ndim != 2 or self._base.shape[1] != dim:
             raise ValueError(f"base rows of shape {self._base.shape}, expected (n, {dim})")
-        if self._base.dtype != np.float32:
-            raise ValueError(f"base rows of dtype {self._base.dtype}, expected float32")
+        if self._base.dtype not in (np.float32, np.float16):
+            raise ValueError(f"base rows of dtype {self._base.dtype}, expected float32/16")
         self._tail = np.empty((0, dim), dtype=np.float32)  # capacity; rows [0, _tail_rows)
         self._tail_rows = 0
 
@@ -80,16 +86,19 @@ class FloatRows:
             self.append(rest)
 
     def rows(self, start: int, stop: int) -> FloatArray:
-        """Rows [start, stop): a view when they lie in one part, else a copy."""
+        """Rows [start, stop): a view when they lie in one part of float32 rows, else a
+        float32 copy."""
         n_base = self.base_rows
         stop = min(stop, len(self))
         if start >= stop:
             return np.empty((0, self.dim), dtype=np.float32)
         if stop <= n_base:
-            return self._base[start:stop]
+            return np.asarray(self._base[start:stop], dtype=np.float32)
         if start >= n_base:
             return self._tail[start - n_base : stop - n_base]
-        return np.concatenate([self._base[start:], self._tail[: stop - n_base]])
+        return np.concatenate(
+            [np.asarray(self._base[start:], dtype=np.float32), self._tail[: stop - n_base]]
+        )
 
     def take(self, positions: npt.ArrayLike) -> FloatArray:
         """A copy of the rows at `positions` (in that order)."""

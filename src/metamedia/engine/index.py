@@ -29,6 +29,11 @@ which the index keeps beside the graph in a `FloatRows` (for a loaded index, a
 read-only mapping of the storage layer's sidecar file plus an in-RAM tail). The
 exact plan and the fallbacks read those float rows too, so every score returned is
 an exact inner product.
+
+The "hnsw_fp16" kind halves the float bytes without re-scoring: faiss stores each
+vector as float16 (relative error ~1e-3, far below the gaps that order results), and
+the graph walk, the exact plan and `vectors()` all read those codes; `vectors()` is a
+`FloatRows` over a zero-copy float16 view of them that hands out float32 rows.
 """
 
 from __future__ import annotations
@@ -47,8 +52,8 @@ from metamedia.engine.vectors import FloatArray, as_matrix, top_k
 # faiss's bundled SWIG stubs miss most of its API (selectors, HNSW parameters).
 faiss: Any = _faiss
 
-IndexKind = Literal["flat", "hnsw", "hnsw_sq8"]
-KIND_FLAGS: dict[IndexKind, int] = {"flat": 0, "hnsw": 1, "hnsw_sq8": 2}
+IndexKind = Literal["flat", "hnsw", "hnsw_sq8", "hnsw_fp16"]
+KIND_FLAGS: dict[IndexKind, int] = {"flat": 0, "hnsw": 1, "hnsw_sq8": 2, "hnsw_fp16": 3}
 SearchPlan = Literal["exact", "graph", "graph_wide"]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -138,12 +143,15 @@ class VectorIndex:
     def _new_faiss_index(self) -> faiss.Index:
         if self.params.kind == "flat":
             return faiss.IndexFlatIP(self.dim)
-        if self.params.kind == "hnsw_sq8":
+        if self.params.kind in ("hnsw_sq8", "hnsw_fp16"):
+            # float16 codes need no training (faiss marks the index trained).
+            quantiser = (
+                faiss.ScalarQuantizer.QT_8bit
+                if self.params.kind == "hnsw_sq8"
+                else faiss.ScalarQuantizer.QT_fp16
+            )
             index = faiss.IndexHNSWSQ(
-                self.dim,
-                faiss.ScalarQuantizer.QT_8bit,
-                self.params.hnsw_m,
-                faiss.METRIC_INNER_PRODUCT,
+                self.dim, quantiser, self.params.hnsw_m, faiss.METRIC_INNER_PRODUCT
             )
         else:
             index = faiss.IndexHNSWFlat(self.dim, self.params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -259,13 +267,22 @@ class VectorIndex:
 
     def vectors(self) -> FloatArray | FloatRows:
         """Every stored vector, by position (live or not): a zero-copy view of faiss's
-        storage, or for hnsw_sq8 the float rows beside the graph (index it like an
-        array: `vectors()[positions]` copies just those rows)."""
+        storage, for hnsw_sq8 the float rows beside the graph, for hnsw_fp16 a
+        `FloatRows` over a float16 view of faiss's codes (index it like an array:
+        `vectors()[positions]` copies just those rows, as float32). The view is made
+        afresh on each call: an add may move faiss's storage, so do not keep it
+        across upserts."""
         if self._floats is not None:
             return self._floats
         n = self.positions
         if n == 0:
             return np.empty((0, self.dim), dtype=np.float32)
+        if self.kind == "hnsw_fp16":
+            codes = faiss.downcast_index(self._index.storage).codes
+            raw = np.asarray(faiss.rev_swig_ptr(codes.data(), n * self.dim * 2), dtype=np.uint8)
+            halves = raw.view(np.float16).reshape(n, self.dim)
+            halves.flags.writeable = False
+            return FloatRows(self.dim, halves)
         flat = self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
         view = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim)
         return np.asarray(view, dtype=np.float32).reshape(n, self.dim)
@@ -391,7 +408,7 @@ class VectorIndex:
         params: faiss.SearchParameters | None = None
         if self._floats is not None:
             return self._rescored_search(q, k, mask, ef, plan, self._floats)
-        if self.kind == "hnsw":
+        if self.kind != "flat":
             params = faiss.SearchParametersHNSW()
             params.efSearch = max(ef, k)
         return self._run_faiss(self._index, q, k, mask, params, plan)
