@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -41,7 +41,7 @@ HISTORY_SIZES = (10, 100, 1000)
 USERS_PER_SIZE = 5
 EVENT_TYPES = ("like", "view", "rate", "skip")
 FEED_P95_TARGET_MS = 20.0
-RECORD_P95_TARGET_MS = 1.0
+RECORD_P50_TARGET_MS = 1.0  # issue 14: an interaction is applied in under 1 ms p50
 TENANT = "default"
 
 
@@ -63,10 +63,14 @@ class LatencyRow:
     summary: Summary
     target_ms: float | None
     notes: str = ""
+    target_stat: Literal["p50", "p95"] = "p95"  # which percentile the target bounds
 
     @property
     def met(self) -> bool | None:
-        return None if self.target_ms is None else self.summary.p95 < self.target_ms
+        if self.target_ms is None:
+            return None
+        measured = self.summary.p50 if self.target_stat == "p50" else self.summary.p95
+        return measured < self.target_ms
 
 
 @dataclass
@@ -161,8 +165,9 @@ def _measure(rt: Runtime, label: str, sizes: LatencySizes) -> LatencyResult:
             LatencyRow(
                 f"record 1 interaction, user with {size} events",
                 summarize([s / 1000 for s in samples]),
-                RECORD_P95_TARGET_MS,
+                RECORD_P50_TARGET_MS,
                 "users.record(): validation + SQLite insert + vector load/update/save",
+                target_stat="p50",
             )
         )
     result.rows.append(_apply_event_row(rt.indexes.index.dim))
