@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from tests.waiting import wait_until
+
 
 def test_get_put_delete_round_trip(client: TestClient) -> None:
     got = client.get("/v1/media/mm-0063")
@@ -88,6 +90,23 @@ def test_private_item_is_hidden_from_others(client: TestClient) -> None:
     assert client.get("/v1/media/mm-0164").status_code == 404
     owner = client.get("/v1/media/mm-0164", headers={"X-User": "user-ana"})
     assert owner.status_code == 200
+
+
+def test_readiness_waits_for_warm_up(client: TestClient) -> None:
+    """503 until the index and model are loaded; then ready (200)."""
+    app = client.app
+    assert wait_until(lambda: client.get("/readyz").status_code == 200, 30.0)
+    assert client.get("/readyz").json()["status"] == "ready"
+    app.state.warm = False  # type: ignore[attr-defined]
+    try:
+        cold = client.get("/readyz")
+        assert cold.status_code == 503
+        assert cold.json() == {
+            "status": "not ready",
+            "checks": {"warm": False, "database": "ok"},
+        }
+    finally:
+        app.state.warm = True  # type: ignore[attr-defined]
 
 
 def test_health_readiness_and_openapi(client: TestClient) -> None:

@@ -19,25 +19,29 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers and the index and model are loaded.
+    """Ready once the index and the model are loaded; shared stores only degrade it.
 
-    With Redis configured, `checks.redis` says `ok` or `degraded`; a degraded
-    Redis leaves the replica ready (it answers without the shared tier, with
-    per-process rate limits) so a load balancer keeps sending it traffic.
+    The database and Redis are shared by every replica. If readiness failed with
+    them, an outage of either would pull every replica from the load balancer at
+    once, and searches the replicas answer from their in-memory indexes (and cached
+    answers) would be refused too. So a warm replica stays ready (200) with
+    `status: degraded` and the failing store named in `checks`; writes meanwhile
+    answer 503 with Retry-After on their own. Before warm-up the answer is 503.
     """
     runtime = request.app.state.runtime
     checks: dict[str, Any] = {"warm": bool(getattr(request.app.state, "warm", False))}
     try:
         runtime.repo.ping()
         checks["database"] = "ok"
-    except Exception as exc:  # any database failure means not ready
+    except Exception as exc:  # any database failure: report it, degrade
         checks["database"] = f"error: {type(exc).__name__}"
     shared = getattr(runtime, "shared", None)
     if shared is not None:
         checks["redis"] = shared.status()
-    ready = checks["database"] == "ok" and checks["warm"]
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    healthy = checks["database"] == "ok" and checks.get("redis", "ok") == "ok"
+    status = ("ready" if healthy else "degraded") if checks["warm"] else "not ready"
+    body = {"status": status, "checks": checks}
+    return JSONResponse(body, status_code=503 if status == "not ready" else 200)
 
 
 @router.get("/metrics", include_in_schema=False)
