@@ -1,5 +1,5 @@
 """`python -m bench <section> [...]`: the CLI (search, recommend, service, quality,
-storage, engine, compressed, backup, train-ranker).
+storage, engine, compressed, ingest-speed, backup, train-ranker).
 
 Only argument parsing lives here; the sections live in their own modules so
 each can be read (and run from a REPL) on its own.
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     from bench.compressed_bench import add_parser as add_compressed
 
     add_compressed(commands)
+    from bench.ingest_speed import add_parser as add_ingest_speed
+
+    add_ingest_speed(commands)
     return parser
 
 
@@ -216,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import compressed_bench
 
         return compressed_bench.main(args, raw)
+    if args.command == "ingest-speed":
+        from bench import ingest_speed
+
+        return ingest_speed.main(args, raw)
     if args.command == "backup":
         from bench import backup_bench
 
