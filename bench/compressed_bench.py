@@ -389,10 +389,10 @@ def _mib(value: float) -> str:
     return f"{value / 2**20:,.0f} MiB"
 
 
-def render(raw: dict[str, Any], command: str, started: str, seconds: float) -> str:
+def curve_table(raw: dict[str, Any]) -> list[str]:
+    """The set described in a sentence, then one row per index and efSearch (also what
+    `python -m bench engine` shows for the 1M set)."""
     lines = [
-        *header_lines("compressed index", command, False, started, seconds, machine_info()),
-        "",
         f"{raw['vectors']:,} unit vectors ({raw['dim']}-d) derived from the cached catalog's "
         f"item and passage vectors (random pairs mixed with random weights, noise norm "
         f"{raw['noise']}, renormalised; seed {raw['seed']}); {raw['queries']} held-out queries "
@@ -420,6 +420,15 @@ def render(raw: dict[str, Any], command: str, started: str, seconds: float) -> s
             )
     for name, why in raw.get("skipped", {}).items():
         lines.append(f"| {name} | skipped: {why} | | | | | |")
+    return lines
+
+
+def render(raw: dict[str, Any], command: str, started: str, seconds: float) -> str:
+    lines = [
+        *header_lines("compressed index", command, False, started, seconds, machine_info()),
+        "",
+        *curve_table(raw),
+    ]
     ours = [m for name, m in raw["methods"].items() if name.startswith("ours")]
     if ours:
         o = ours[0]

@@ -1,6 +1,7 @@
 """`python -m bench engine`: filtered vector search by selectivity, planner vs peers.
 
-The product's `VectorIndex` (HNSW, the settings' M / efConstruction / efSearch)
+The product's `VectorIndex` (the kind the product builds at this size, the
+settings' M / efConstruction / efSearch)
 is built over the cached full catalog's item vectors, its plan costs are
 calibrated on this machine (`VectorIndex.calibrate`, the constants saved with
 every index the product builds), and each query runs under masks passing 0.1%
@@ -11,7 +12,12 @@ next), so that whatever else the machine is doing lands on all of them alike:
 - faiss `IndexFlatIP` with the mask as an `IDSelectorBitmap` (exact);
 - faiss HNSW (the same graph) with the bitmap and efSearch scaled by 1 / the
   fraction allowed: the product's filtered path before the planner;
-- faiss HNSW with the bitmap at a fixed efSearch of 64.
+- faiss HNSW with the bitmap at a fixed efSearch of 64;
+- numpy inner products over the allowed rows (exact);
+- hnswlib with its filter callback, and usearch (no filter in its Python API:
+  it over-fetches 2k / fraction and keeps the allowed hits), both efSearch 64
+  and the same M / efConstruction, from the `bench` extra (left out when not
+  installed).
 
 Everything is single-threaded (faiss OpenMP and BLAS pinned to one thread).
 Queries are real tip-of-the-tongue requests (first 300 characters) embedded by
@@ -25,6 +31,7 @@ Writes bench/results/engine.md and engine.json.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -44,6 +51,7 @@ from bench.vector_bench import single_thread
 from metamedia.config import Settings
 from metamedia.engine.embed import OnnxEmbedder
 from metamedia.engine.index import IndexParams, VectorIndex
+from metamedia.services.indexing import index_kind
 from metamedia.storage.model_files import load_npz
 
 faiss: Any = _faiss
@@ -82,7 +90,62 @@ def _bitmap_params(mask: npt.NDArray[np.bool_], hnsw_ef: int | None) -> tuple[An
     return params, bitmap
 
 
-def methods(index: VectorIndex, flat: Any) -> dict[str, Search]:
+def _numpy_exact(vectors: Vector) -> Search:
+    def search(q: Vector, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        allowed = np.flatnonzero(mask)
+        sims = vectors[allowed] @ q
+        top = np.argpartition(-sims, min(K, sims.shape[0] - 1))[:K]
+        return allowed[top[np.argsort(-sims[top], kind="stable")]]
+
+    return search
+
+
+def _hnswlib_peer(vectors: Vector, m: int, ef_construction: int) -> Search | None:
+    """hnswlib (the `bench` extra) with its filter callback, efSearch 64 (None: absent)."""
+    try:
+        import hnswlib
+    except ImportError:
+        return None
+    index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+    index.init_index(max_elements=vectors.shape[0], M=m, ef_construction=ef_construction)
+    index.add_items(vectors, np.arange(vectors.shape[0]), num_threads=1)
+    index.set_ef(64)
+
+    def search(q: Vector, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        allowed = None if mask.all() else (lambda label: bool(mask[label]))
+        k = min(K, int(mask.sum()))
+        labels, _ = index.knn_query(q, k=k, num_threads=1, filter=allowed)
+        return np.asarray(labels[0], dtype=np.int64)
+
+    return search
+
+
+def _usearch_peer(vectors: Vector, m: int, ef_construction: int) -> Search | None:
+    """usearch (the `bench` extra). Its Python API has no filter, so a filtered search
+    over-fetches k / fraction (x2) and keeps the allowed hits: what a user would do."""
+    try:
+        from usearch.index import Index
+    except ImportError:
+        return None
+    index = Index(
+        ndim=vectors.shape[1],
+        metric="ip",
+        connectivity=m,
+        expansion_add=ef_construction,
+        expansion_search=64,
+    )
+    index.add(np.arange(vectors.shape[0]), vectors, threads=1)
+
+    def search(q: Vector, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        fraction = float(mask.mean())
+        fetch = K if fraction >= 1.0 else min(vectors.shape[0], int(2 * K / max(fraction, 1e-6)))
+        keys = np.asarray(index.search(q, fetch, threads=1).keys, dtype=np.int64)
+        return keys[mask[keys]][:K]
+
+    return search
+
+
+def methods(index: VectorIndex, flat: Any, vectors: Vector) -> dict[str, Search]:
     graph = index._index  # the same HNSW graph the product searches
 
     def ours(q: Vector, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -102,12 +165,21 @@ def methods(index: VectorIndex, flat: Any) -> dict[str, Search]:
         params, _bitmap = _bitmap_params(mask, 64)
         return np.asarray(graph.search(q[None], K, params=params)[1][0], dtype=np.int64)
 
-    return {
+    found: dict[str, Search] = {
         "ours (VectorIndex, cost planner)": ours,
+        "numpy over the allowed rows (exact)": _numpy_exact(vectors),
         "faiss flat + bitmap (exact)": exact,
         "faiss HNSW + bitmap, ef scaled by 1/fraction": hnsw_scaled,
         "faiss HNSW + bitmap, ef 64": hnsw_64,
     }
+    m, efc = index.params.hnsw_m, index.params.ef_construction
+    for name, peer in (
+        ("hnswlib + filter callback, ef 64", _hnswlib_peer(vectors, m, efc)),
+        ("usearch, over-fetch then filter, ef 64", _usearch_peer(vectors, m, efc)),
+    ):
+        if peer is not None:  # the `bench` extra is not installed: the row is left out
+            found[name] = peer
+    return found
 
 
 def run(cache_dir: Path, n_queries: int) -> dict[str, Any]:
@@ -115,7 +187,7 @@ def run(cache_dir: Path, n_queries: int) -> dict[str, Any]:
     qs = queries(n_queries)
     s = Settings()
     params = IndexParams(
-        kind="hnsw",
+        kind=index_kind(s, vectors.shape[0]),  # what the product builds at this size
         hnsw_m=s.hnsw_m,
         ef_construction=s.hnsw_ef_construction,
         ef_search=s.hnsw_ef_search,
@@ -140,7 +212,7 @@ def run(cache_dir: Path, n_queries: int) -> dict[str, Any]:
         costs = index.calibrate()
         out["calibration_s"] = round(time.perf_counter() - started, 2)
         out["plan_costs"] = asdict(costs)
-        runners = methods(index, flat)
+        runners = methods(index, flat, vectors)
         for fraction in SELECTIVITIES:
             mask: npt.NDArray[np.bool_] = np.asarray(
                 rng.random(vectors.shape[0]) < fraction, dtype=np.bool_
@@ -200,7 +272,7 @@ def render(raw: dict[str, Any], command: str, started: str, seconds: float) -> s
         *header_lines("engine", command, False, started, seconds, machine_info()),
         "",
         f"{raw['vectors']} item vectors of the full catalog, {raw['queries']} real TOMT "
-        f"queries, k={K}, one thread. Index: HNSW M={raw['index']['hnsw_m']}, "
+        f"queries, k={K}, one thread. Index: {raw['index']['kind']} M={raw['index']['hnsw_m']}, "
         f"efConstruction={raw['index']['ef_construction']}, efSearch="
         f"{raw['index']['ef_search']} (build {raw['build_s']} s). Masks: uniform random "
         "subsets.",
@@ -254,5 +326,26 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     clock = time.perf_counter()
     raw = run(args.cache_dir, args.queries)
     md = render(raw, "python -m bench " + " ".join(argv), started, time.perf_counter() - clock)
+    md += million_section(args.out / "compressed.json")
     write_results(args.out, "engine", md, raw)
     return 0
+
+
+def million_section(path: Path) -> str:
+    """The 1M-vector curve of the last `python -m bench compressed` run, so the engine's
+    numbers stay in one file; that run takes ~16 min and its own file says when it ran."""
+    from bench.compressed_bench import curve_table
+
+    if not path.exists():
+        return (
+            "\n## 1M vectors\n\nNo `python -m bench compressed` result yet "
+            f"({path.name} missing): run it for the 1M curve.\n"
+        )
+    lines = [
+        "",
+        "## 1M vectors (from the last `python -m bench compressed` run, "
+        "`bench/results/compressed.md`)",
+        "",
+        *curve_table(json.loads(path.read_text(encoding="utf-8"))),
+    ]
+    return "\n".join(lines) + "\n"
