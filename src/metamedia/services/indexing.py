@@ -246,12 +246,18 @@ class IndexManager:
                     vectors.append(vector)
                     attrs.append(row.attributes)
             dim = self.embedder.dim
+            # Each list is dropped once stacked, and each matrix once the index holds a
+            # copy: a full catalog's rebuild otherwise held every vector three times.
             matrix = np.vstack(vectors) if vectors else np.empty((0, dim), np.float32)
+            vectors.clear()
             index = build_index(keys, matrix, dim, self._params(len(keys)))
+            del matrix
             pmatrix = np.vstack(passage_vectors) if passage_vectors else np.empty((0, dim))
+            passage_vectors.clear()
             passages = build_index(
                 np.arange(len(owner), dtype=np.int64), pmatrix, dim, self._params(len(owner))
             )
+            del pmatrix
             # Each index's plan costs, measured here once per build and saved with it:
             # what the query planner (VectorIndex.plan) weighs exact against HNSW with.
             index.calibrate()

@@ -57,6 +57,11 @@ class EncodedItems:
     embedded: int = 0  # items that needed at least one text run through the model
 
 
+# Encodes of at most this many texts (an API write, a small batch) keep their vectors
+# in the in-process cache; larger ones (bulk ingest) do not.
+CACHE_MAX_TEXTS = 64
+
+
 def _item_vector(passages: FloatArray, title: FloatArray) -> FloatArray:
     """Story and title/genres weigh the same, however many passages the story has
     (the mean of many sentences alone drifts towards a generic "film" direction)."""
@@ -100,9 +105,14 @@ class ItemEncoder:
                 passages[h] = fresh[h] = cached
         if todo:
             encoded = self.embedder.encode([texts[h] for h in todo])
+            # The cache spares a retried write (say, after a database outage) the model
+            # run; a bulk ingest stores every vector in the same batch, and caching them
+            # all held ~200 MB of the full catalog's ingest for the cache's hour.
+            remember = len(todo) <= CACHE_MAX_TEXTS
             for i, h in enumerate(todo):
                 passages[h] = fresh[h] = encoded[i]
-                self.caches.item_embedding.set((self.space, h), encoded[i])
+                if remember:
+                    self.caches.item_embedding.set((self.space, h), encoded[i])
         item_vectors: dict[str, FloatArray] = {}
         for it in wanted:
             item_vectors[it.content_hash] = _item_vector(
