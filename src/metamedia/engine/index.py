@@ -311,8 +311,12 @@ class VectorIndex:
             return _empty()
         if allowed is not None and allowed.shape[0] != n:
             raise ValueError(f"mask has {allowed.shape[0]} entries for {n} positions")
-        mask = self._live if allowed is None else (self._live & allowed)
-        n_allowed = int(mask.sum()) if (allowed is not None or self.tombstones) else n
+        # Without tombstones the caller's mask is the mask (no copy); count_nonzero is
+        # several times cheaper than sum on booleans. A 0.1% filter's whole search is
+        # tens of microseconds, so these are a large share of it.
+        live_only = self.tombstones == 0
+        mask = self._live if allowed is None else (allowed if live_only else self._live & allowed)
+        n_allowed = int(np.count_nonzero(mask)) if (allowed is not None or not live_only) else n
         if n_allowed == 0:
             return _empty()
         k = min(k, n_allowed)
