@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench import ingest_bench
+from bench.peers import hnswlib_index, installed, usearch_index
 from bench.report import add_output_args, header_lines, machine_info, write_results
 from bench.timing import summarize
 from bench.vector_bench import single_thread
@@ -224,17 +225,9 @@ def hnsw_sq(data: Vector, m: int, ef_construction: int) -> Any:
 
 def run_hnswlib(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any]) -> None:
     """hnswlib (float32 HNSW in C++), when the `bench` extra installed it."""
-    try:
-        import hnswlib
-    except ImportError:
+    if not installed("hnswlib"):
         ctx["skipped"]["hnswlib"] = "not installed (pip install -e '.[bench]')"
         return
-
-    def build() -> Any:
-        index = hnswlib.Index(space="ip", dim=data.shape[1])
-        index.init_index(max_elements=data.shape[0], M=m, ef_construction=ef_construction)
-        index.add_items(data, np.arange(data.shape[0]), num_threads=BUILD_THREADS)
-        return index
 
     def searcher(index: Any) -> Searcher:
         def search(q: Vector, ef: int) -> npt.NDArray[np.int64]:
@@ -245,27 +238,20 @@ def run_hnswlib(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any])
 
     # float rows plus level-0 links (2M per node) and the list headers, per element
     per_element = data.shape[1] * 4 + (2 * m + 1) * 4 + 8
-    measure("hnswlib (float32)", build, searcher, lambda _: data.shape[0] * per_element, ctx)
+    measure(
+        "hnswlib (float32)",
+        lambda: hnswlib_index(data, m, ef_construction, BUILD_THREADS),
+        searcher,
+        lambda _: data.shape[0] * per_element,
+        ctx,
+    )
 
 
 def run_usearch(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any]) -> None:
     """usearch with 8-bit integer vectors (its own quantisation), when installed."""
-    try:
-        from usearch.index import Index
-    except ImportError:
+    if not installed("usearch"):
         ctx["skipped"]["usearch"] = "not installed (pip install -e '.[bench]')"
         return
-
-    def build() -> Any:
-        index = Index(
-            ndim=data.shape[1],
-            metric="ip",
-            dtype="i8",
-            connectivity=m,
-            expansion_add=ef_construction,
-        )
-        index.add(np.arange(data.shape[0]), data, threads=BUILD_THREADS)
-        return index
 
     def searcher(index: Any) -> Searcher:
         def search(q: Vector, ef: int) -> npt.NDArray[np.int64]:
@@ -274,7 +260,13 @@ def run_usearch(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any])
 
         return search
 
-    measure("usearch (i8)", build, searcher, lambda index: int(index.memory_usage), ctx)
+    measure(
+        "usearch (i8)",
+        lambda: usearch_index(data, m, ef_construction, BUILD_THREADS, dtype="i8"),
+        searcher,
+        lambda index: int(index.memory_usage),
+        ctx,
+    )
 
 
 def run_ours(data: Vector, m: int, ef_construction: int, ctx: dict[str, Any], work: Path) -> None:

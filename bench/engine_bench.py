@@ -45,6 +45,7 @@ import numpy.typing as npt
 
 from bench import ingest_bench
 from bench.datasets import tomt_queries
+from bench.peers import hnswlib_index, usearch_index
 from bench.report import add_output_args, header_lines, machine_info, write_results
 from bench.timing import summarize
 from bench.vector_bench import single_thread
@@ -102,13 +103,9 @@ def _numpy_exact(vectors: Vector) -> Search:
 
 def _hnswlib_peer(vectors: Vector, m: int, ef_construction: int) -> Search | None:
     """hnswlib (the `bench` extra) with its filter callback, efSearch 64 (None: absent)."""
-    try:
-        import hnswlib
-    except ImportError:
+    index = hnswlib_index(vectors, m, ef_construction, threads=1)
+    if index is None:
         return None
-    index = hnswlib.Index(space="ip", dim=vectors.shape[1])
-    index.init_index(max_elements=vectors.shape[0], M=m, ef_construction=ef_construction)
-    index.add_items(vectors, np.arange(vectors.shape[0]), num_threads=1)
     index.set_ef(64)
 
     def search(q: Vector, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -123,18 +120,10 @@ def _hnswlib_peer(vectors: Vector, m: int, ef_construction: int) -> Search | Non
 def _usearch_peer(vectors: Vector, m: int, ef_construction: int) -> Search | None:
     """usearch (the `bench` extra). Its Python API has no filter, so a filtered search
     over-fetches k / fraction (x2) and keeps the allowed hits: what a user would do."""
-    try:
-        from usearch.index import Index
-    except ImportError:
+    index = usearch_index(vectors, m, ef_construction, threads=1)
+    if index is None:
         return None
-    index = Index(
-        ndim=vectors.shape[1],
-        metric="ip",
-        connectivity=m,
-        expansion_add=ef_construction,
-        expansion_search=64,
-    )
-    index.add(np.arange(vectors.shape[0]), vectors, threads=1)
+    index.expansion_search = 64
 
     def search(q: Vector, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
         fraction = float(mask.mean())

@@ -625,13 +625,8 @@ class IndexManager:
 
     def vectors_of(self, keys: list[int]) -> dict[int, FloatArray]:
         """Stored vectors of live keys (copies; unknown keys are skipped)."""
-        with self._lock:
-            index = self.index
-            wanted = np.asarray(keys, dtype=np.int64)
-            positions = index.positions_for(wanted)
-            found = positions >= 0
-            rows = index.vectors()[positions[found]]  # fancy indexing copies
-            return dict(zip(wanted[found].tolist(), rows, strict=True))
+        found, matrix = self.vector_matrix(keys)
+        return dict(zip(found, matrix, strict=True))
 
     def vector_matrix(self, keys: list[int]) -> tuple[list[int], FloatArray]:
         """The live ones of `keys` (in the order given) and their stored vectors as the
