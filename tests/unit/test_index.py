@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metamedia.engine.index import GATHER_MAX_ROWS, IndexParams, PlanCosts, VectorIndex
+from metamedia.engine.index import IndexKind, IndexParams, PlanCosts, VectorIndex
 from metamedia.engine.vectors import BadVectorError, normalize
 
 
@@ -80,6 +80,13 @@ def test_bad_vectors_are_refused() -> None:
         index.upsert([1], np.array([[np.nan, 0, 0, 0]], dtype=np.float32))
     with pytest.raises(ValueError, match="duplicate"):
         index.upsert([1, 1], np.ones((2, 4), dtype=np.float32))
+    index.upsert([1], np.ones((1, 4), dtype=np.float32))
+    for query in (np.array([np.inf, 0, 0, 0], dtype=np.float32), [np.nan, 0.0, 0.0, 0.0]):
+        with pytest.raises(BadVectorError, match="NaN"):
+            index.search(query, 1)  # the float32 fast path and the general one
+    with pytest.raises(BadVectorError, match="one query vector"):
+        index.search(np.ones((2, 4), dtype=np.float32), 1)
+    assert index.search(np.ones((1, 4)), 1).keys.tolist() == [1]  # a 1-row matrix is fine
 
 
 def test_positions_for_tracks_upserts_and_removals() -> None:
@@ -91,9 +98,9 @@ def test_positions_for_tracks_upserts_and_removals() -> None:
     assert index.positions_for([10, 20, 30]).tolist() == [3, -1, 2]
 
 
-def _hnsw(n: int, seed: int) -> tuple[VectorIndex, np.ndarray]:
+def _hnsw(n: int, seed: int, kind: IndexKind = "hnsw") -> tuple[VectorIndex, np.ndarray]:
     vecs = _clustered(n, seed=seed)
-    index = VectorIndex(32, IndexParams(kind="hnsw", exact_fraction=0.001))
+    index = VectorIndex(32, IndexParams(kind=kind, exact_fraction=0.001))
     index.upsert(np.arange(n), vecs)
     return index, vecs
 
@@ -109,7 +116,7 @@ def test_the_planner_picks_by_cost_and_every_plan_answers_right() -> None:
     plans = {}
     for name, costs in {
         "cheap rows": PlanCosts(exact_per_row_us=0.01, graph_per_ef_us=50.0),
-        "cheap walk": PlanCosts(exact_per_row_us=50.0, graph_per_ef_us=0.01),
+        "cheap walk": PlanCosts(exact_per_row_us=50.0, scan_per_row_us=50.0, graph_per_ef_us=0.01),
     }.items():
         index.costs = costs
         found = index.search(vecs[9], 10, allowed)
@@ -122,25 +129,36 @@ def test_the_planner_picks_by_cost_and_every_plan_answers_right() -> None:
     assert index.plan(5000, 10)[0] == "graph"
     # The operator's floor: a filter under exact_fraction is exact whatever the costs.
     floor = VectorIndex(32, IndexParams(kind="hnsw", exact_fraction=0.5))
-    floor.costs = PlanCosts(exact_per_row_us=1e6)
+    floor.costs = PlanCosts(exact_per_row_us=1e6, scan_per_row_us=1e6)
     floor.upsert(np.arange(1000), vecs[:1000])
     assert floor.plan(400, 10)[0] == "exact"
     assert VectorIndex(32).plan(1, 10)[0] == "exact"  # a flat index is always exact
 
 
-def test_exact_plan_scans_in_place_past_the_gather_limit() -> None:
-    """Above GATHER_MAX_ROWS the exact plan runs through faiss's flat storage with the
-    mask as a bitmap; both ways give the same neighbours as brute force."""
-    index, vecs = _hnsw(4000, seed=5)
-    index.costs = PlanCosts(exact_per_row_us=0.0)
-    for step in (40, 4):  # 100 and 1,000 rows: each side of the limit
-        allowed = np.zeros(4000, dtype=bool)
-        allowed[::step] = True
-        assert (allowed.sum() > GATHER_MAX_ROWS) == (step == 4)
-        found = index.search(vecs[2], 10, allowed)
-        sims = vecs[::step] @ vecs[2]
-        expected = (np.argsort(-sims, kind="stable")[:10] * step).tolist()
-        assert found.plan == "exact" and found.keys.tolist() == expected
+@pytest.mark.parametrize("kind", ["hnsw", "hnsw_fp16"])
+def test_both_exact_ways_agree_with_brute_force(kind: str) -> None:
+    """The exact plan gathers the allowed rows or lets faiss scan its storage in
+    place with the mask as a bitmap, whichever the costs say is cheaper; each way, on
+    a few rows and on many, gives brute force's neighbours."""
+    index, _ = _hnsw(4000, seed=5, kind=kind)
+    vecs = np.asarray(index.vectors())  # as stored: float16 rounds them
+    ways = {
+        "gather": PlanCosts(exact_per_row_us=0.0, scan_per_position_us=1.0),
+        "scan": PlanCosts(exact_per_row_us=1e3, scan_per_position_us=0.0),
+    }
+    for name, costs in ways.items():
+        index.costs = costs
+        for step in (40, 4, 1):  # 100, 1,000 and all 4,000 rows
+            allowed = np.zeros(4000, dtype=bool)
+            allowed[::step] = True
+            found = index.search(vecs[2], 10, allowed if step > 1 else None)
+            sims = vecs[::step] @ vecs[2]
+            expected = (np.argsort(-sims, kind="stable")[:10] * step).tolist()
+            assert found.plan == "exact" or step == 1, (name, step)
+            if step == 1:
+                continue  # unfiltered takes the walk; covered elsewhere
+            assert found.keys.tolist() == expected, (name, step)
+            assert np.allclose(found.scores, np.sort(sims)[::-1][:10], atol=1e-5)
 
 
 def test_calibrated_costs_are_saved_with_the_index() -> None:
@@ -151,6 +169,10 @@ def test_calibrated_costs_are_saved_with_the_index() -> None:
     assert restored.costs == costs
     old = {k: v for k, v in index.state().items() if k != "plan_costs"}
     assert VectorIndex.from_state(old).costs == PlanCosts()  # files from before the planner
+    # Files from before the in-place scan had its own costs hold five numbers.
+    five = VectorIndex.from_state({**index.state(), "plan_costs": costs.as_array()[:5]}).costs
+    assert five.graph_per_ef_us == costs.graph_per_ef_us
+    assert five.scan_per_row_us == PlanCosts().scan_per_row_us
     with pytest.raises(ValueError, match="non-negative"):
         VectorIndex.from_state({**index.state(), "plan_costs": np.array([1.0, -2.0, 0, 0, 0])})
 
@@ -159,7 +181,8 @@ def test_a_deep_unfiltered_list_keeps_its_recall() -> None:
     """Hybrid search asks for hundreds of passages; efSearch k + margin (not 2k) must
     still return nearly all of the true top-k."""
     index, data = _hnsw(6000, seed=5)
-    index.costs = PlanCosts(exact_per_row_us=100.0)  # make the walk the cheaper plan
+    # make the walk the cheaper plan
+    index.costs = PlanCosts(exact_per_row_us=100.0, scan_per_row_us=100.0)
     query = data[17] + 0.05 * np.random.default_rng(1).standard_normal(data.shape[1])
     found = index.search(query, 600)
     truth = np.argsort(-(data @ normalize(query[None, :])[0]))[:600]

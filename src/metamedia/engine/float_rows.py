@@ -26,6 +26,48 @@ BaseArray = npt.NDArray[np.float32] | npt.NDArray[np.float16]
 # Rows gathered per block when scanning many positions: bounds the copy a scan makes.
 SCAN_BLOCK_ROWS = 4096
 
+# float16 -> float32 by bit arithmetic (see `half_to_float`): the half's exponent and
+# mantissa shifted into float32's fields read as 2^-112 times the value, so one
+# multiply by 2^112 rescales normal and subnormal halves alike.
+_HALF_BODY_MASK = np.int32(-0x70000001)  # 0x8FFFFFFF: the sign and the 28 bits below
+_HALF_SCALE = np.float32(2.0**112)
+
+
+def half_to_float(halves: BaseArray) -> FloatArray:
+    """float16 values as float32, exactly, in three whole-array passes.
+
+    numpy's own cast converts one value at a time on this machine (~1.5 ns each, a
+    third of an exact filtered search); this runs ~4x faster. The halves are
+    sign-extended to int32 and shifted left 13 bits, which puts the mantissa and
+    exponent where float32 keeps them; clearing bits 28-30 leaves the sign (and bits
+    29-31 of a negative's sign extension) out of the exponent. Infinities and NaNs
+    come out finite, which unit vectors never hold.
+    """
+    bits = np.left_shift(halves.view(np.int16), 13, dtype=np.int32)  # widen and shift
+    bits &= _HALF_BODY_MASK
+    out = bits.view(np.float32)
+    out *= _HALF_SCALE
+    return out
+
+
+def half_dot(halves: BaseArray, query: FloatArray) -> FloatArray:
+    """Inner products of float16 rows with a float32 query, as `half_to_float(halves)
+    @ query` would give them, with the 2^112 rescale moved onto the products: one pass
+    fewer over the rows, which for a few dozen rows is a fifth of the time."""
+    bits = halves.view(np.int16).astype(np.int32)
+    bits <<= 13
+    bits &= _HALF_BODY_MASK
+    sims: FloatArray = bits.view(np.float32) @ query
+    sims *= _HALF_SCALE
+    return sims
+
+
+def _as_float(rows: BaseArray) -> FloatArray:
+    """float32 rows: float16 ones converted, float32 ones as they are (a view)."""
+    if rows.dtype == np.float16:
+        return half_to_float(rows)
+    return np.asarray(rows, dtype=np.float32)
+
 
 class FloatRows:
     """Append-only (n, dim) float32 rows: `base` rows first, then the in-RAM tail.
@@ -93,12 +135,10 @@ class FloatRows:
         if start >= stop:
             return np.empty((0, self.dim), dtype=np.float32)
         if stop <= n_base:
-            return np.asarray(self._base[start:stop], dtype=np.float32)
+            return _as_float(self._base[start:stop])
         if start >= n_base:
             return self._tail[start - n_base : stop - n_base]
-        return np.concatenate(
-            [np.asarray(self._base[start:], dtype=np.float32), self._tail[: stop - n_base]]
-        )
+        return np.concatenate([_as_float(self._base[start:]), self._tail[: stop - n_base]])
 
     def take(self, positions: npt.ArrayLike) -> FloatArray:
         """A copy of the rows at `positions` (in that order)."""
@@ -111,10 +151,24 @@ class FloatRows:
             raise IndexError(f"row positions out of range for {len(self)} rows")
         in_base = pos < n_base
         if in_base.all():
-            return np.asarray(self._base[pos], dtype=np.float32)
-        out[in_base] = self._base[pos[in_base]]
+            return self._base_rows(pos)
+        out[in_base] = self._base_rows(pos[in_base])
         out[~in_base] = self._tail[pos[~in_base] - n_base]
         return out
+
+    def dot(self, positions: IntArray, query: FloatArray) -> FloatArray:
+        """Inner products of the rows at `positions` (valid row numbers) with `query`.
+        The short path of exact search: no range checks or copies beyond the gather."""
+        if self._tail_rows == 0:
+            if self._base.dtype == np.float16:
+                return half_dot(self._base[positions], query)
+            sims: FloatArray = self._base[positions] @ query
+            return sims
+        taken: FloatArray = self.take(positions) @ query
+        return taken
+
+    def _base_rows(self, positions: IntArray) -> FloatArray:
+        return _as_float(self._base[positions])
 
     def __getitem__(self, key: int | slice | npt.ArrayLike) -> FloatArray:
         """Row access like an (n, dim) array: an int (a copy of one row), a slice, or

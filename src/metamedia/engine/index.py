@@ -12,9 +12,13 @@ with the index):
   number of allowed rows;
 - "graph": the HNSW walk at the index's `efSearch`, for an unfiltered search;
 - "graph_wide": the HNSW walk with an `IDSelectorBitmap`, with `efSearch` raised
-  in proportion to how selective the mask is (the walk still visits rejected
-  nodes, so it must look at ~ef / fraction of them to keep ef that pass). Its
-  cost grows with 1 / fraction.
+  by 1 / sqrt(fraction allowed). The walk still steps through rejected nodes,
+  but the candidates that pass lie among near neighbours of the ones it keeps,
+  so on the 36k catalog recall@10 at a fixed efSearch fell far slower than the
+  fraction: efSearch for recall 0.95 was ~190 at 50-70% of the rows, ~250 at
+  20-30% and ~380 at 10% (perturbed catalog vectors as queries), which
+  1 / sqrt(fraction) times 128 tracks; 1 / fraction (the rule until 2026-12)
+  walked 2-3x further for the same recall. Its cost grows with 1 / sqrt(fraction).
 
 So under a 9% filter the exact plan (a few thousand rows) wins, unfiltered the
 graph does, and the crossover sits wherever this machine's constants put it. If
@@ -38,6 +42,7 @@ the graph walk, the exact plan and `vectors()` all read those codes; `vectors()`
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -47,7 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metamedia.engine.float_rows import FloatRows
-from metamedia.engine.vectors import FloatArray, as_matrix, top_k
+from metamedia.engine.vectors import FloatArray, as_matrix, as_query, top_k
 
 # faiss's bundled SWIG stubs miss most of its API (selectors, HNSW parameters).
 faiss: Any = _faiss
@@ -58,10 +63,6 @@ SearchPlan = Literal["exact", "graph", "graph_wide"]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-
-# Up to this many allowed rows the exact plan gathers them and multiplies in numpy;
-# past it, faiss scans them in place (see `VectorIndex._exact_subset`).
-GATHER_MAX_ROWS = 256
 
 # The 8-bit quantiser's per-dimension range: the training sample's min..max widened by
 # this share of it on each side, so later vectors slightly outside still encode
@@ -85,6 +86,10 @@ class IndexParams:
     rescore_min: int = 40  # hnsw_sq8: at least this many candidates re-scored
 
 
+# Indexes saved before the scan costs existed hold the first five fields.
+LEGACY_COST_FIELDS = 5
+
+
 @dataclass(frozen=True)
 class PlanCosts:
     """Microseconds per unit of work of each plan, on the machine that measured them.
@@ -94,11 +99,17 @@ class PlanCosts:
     measures them again for the machine and index at hand.
     """
 
-    exact_fixed_us: float = 15.0  # mask scan set-up, top-k selection
-    exact_per_row_us: float = 0.15  # gather one allowed row and take its inner product
-    mask_per_position_us: float = 0.002  # find the allowed rows in the mask
-    graph_fixed_us: float = 40.0
-    graph_per_ef_us: float = 5.0  # the HNSW walk, per unit of efSearch
+    exact_fixed_us: float = 5.0  # set-up and top-k selection
+    exact_per_row_us: float = 0.13  # gather one allowed row and take its inner product
+    mask_per_position_us: float = 0.0004  # find the allowed rows in the mask
+    graph_fixed_us: float = 80.0
+    graph_per_ef_us: float = 1.5  # the HNSW walk, per unit of efSearch
+    # The other exact way: faiss scans its flat storage in place with the mask as a
+    # bitmap, testing every position and scoring the allowed ones. No copy, so it
+    # wins over gathering once many rows pass. (Files from before these two fields
+    # read the defaults.)
+    scan_per_position_us: float = 0.002
+    scan_per_row_us: float = 0.05
 
     def as_array(self) -> npt.NDArray[np.float64]:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
@@ -107,9 +118,9 @@ class PlanCosts:
     def from_array(cls, values: npt.NDArray[np.generic]) -> PlanCosts:
         names = [f.name for f in fields(cls)]
         floats = [float(v) for v in np.asarray(values, dtype=np.float64).tolist()]
-        if len(floats) != len(names) or not all(v >= 0 for v in floats):
+        if len(floats) not in (LEGACY_COST_FIELDS, len(names)) or not all(v >= 0 for v in floats):
             raise ValueError(f"plan costs need {len(names)} non-negative numbers")
-        return cls(**dict(zip(names, floats, strict=True)))
+        return cls(**dict(zip(names, floats, strict=False)))
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,10 @@ class VectorIndex:
         self._sorted: tuple[IntArray, IntArray] | None = None
         # hnsw_sq8 only: the exact rows beside the quantised graph.
         self._floats: FloatRows | None = FloatRows(dim) if self.kind == "hnsw_sq8" else None
+        # The view `vectors()` hands out, made once per size (an add may move faiss's
+        # storage, so `upsert` drops it). Making it costs a chain of SWIG calls, a
+        # sizeable share of a 0.1% filter's exact search.
+        self._view: FloatArray | FloatRows | None = None
         self.costs = PlanCosts()
 
     # -- construction -------------------------------------------------------
@@ -244,6 +259,7 @@ class VectorIndex:
         if self._floats is not None and not self._index.is_trained:
             self._train(matrix)
         self._index.add(matrix)
+        self._view = None
         if self._floats is not None:
             self._floats.append(matrix)
         new_positions = np.arange(start, start + key_arr.shape[0], dtype=np.int64)
@@ -269,11 +285,15 @@ class VectorIndex:
         """Every stored vector, by position (live or not): a zero-copy view of faiss's
         storage, for hnsw_sq8 the float rows beside the graph, for hnsw_fp16 a
         `FloatRows` over a float16 view of faiss's codes (index it like an array:
-        `vectors()[positions]` copies just those rows, as float32). The view is made
-        afresh on each call: an add may move faiss's storage, so do not keep it
-        across upserts."""
+        `vectors()[positions]` copies just those rows, as float32). An add may move
+        faiss's storage, so do not keep the view across upserts."""
         if self._floats is not None:
             return self._floats
+        if self._view is None or len(self._view) != self.positions:
+            self._view = self._storage_view()
+        return self._view
+
+    def _storage_view(self) -> FloatArray | FloatRows:
         n = self.positions
         if n == 0:
             return np.empty((0, self.dim), dtype=np.float32)
@@ -305,7 +325,7 @@ class VectorIndex:
         `allowed` is a boolean mask over positions (length `self.positions`);
         None means every live vector.
         """
-        q = as_matrix(query, self.dim)
+        vec = as_query(query, self.dim)
         n = self.positions
         if k <= 0 or n == 0:
             return _empty()
@@ -322,11 +342,11 @@ class VectorIndex:
         k = min(k, n_allowed)
         plan, ef = self.plan(n_allowed, k)
         if plan == "exact":
-            return self._exact_subset(q[0], k, mask)
+            return self._exact_subset(vec, k, mask, n_allowed)
         everything = n_allowed == n
-        result = self._faiss_search(q, k, None if everything else mask, ef, plan)
+        result = self._faiss_search(vec[None], k, None if everything else mask, ef, plan)
         if result.keys.shape[0] < k:
-            return self._exact_subset(q[0], k, mask)
+            return self._exact_subset(vec, k, mask, n_allowed)
         return result
 
     def plan(self, n_allowed: int, k: int) -> tuple[SearchPlan, int]:
@@ -342,7 +362,7 @@ class VectorIndex:
         if self.kind == "flat" or n_allowed <= max(4 * k, self.params.exact_fraction * n):
             return "exact", ef
         c = self.costs
-        exact = c.exact_fixed_us + c.exact_per_row_us * n_allowed + c.mask_per_position_us * n
+        exact = min(self._exact_costs(n_allowed))
         graph = c.graph_fixed_us + c.graph_per_ef_us * ef
         if n_allowed < n:
             graph += c.mask_per_position_us * n  # the bitmap is packed from the mask
@@ -350,29 +370,40 @@ class VectorIndex:
             return "exact", ef
         return ("graph" if n_allowed == n else "graph_wide"), ef
 
+    def _exact_costs(self, n_allowed: int) -> tuple[float, float]:
+        """Estimated microseconds of the two exact ways, gathering the allowed rows
+        and scanning faiss's storage in place (infinite where there is no such scan:
+        a compressed index's float rows live outside faiss)."""
+        c, n = self.costs, self.positions
+        gather = c.exact_fixed_us + c.mask_per_position_us * n + c.exact_per_row_us * n_allowed
+        if self._floats is not None:
+            return gather, float("inf")
+        scan = c.exact_fixed_us + c.scan_per_position_us * n + c.scan_per_row_us * n_allowed
+        return gather, scan
+
     def _ef_for(self, k: int, fraction: float) -> int:
         # A deep list (hybrid search asks the passage index for 600) needs k plus a
         # margin, not 2k: its tail is re-scored exactly by the ranker anyway, and
         # efSearch 2k doubled the walk of every search for it.
         ef = max(self.params.ef_search, min(2 * k, k + self.params.ef_search))
         if fraction < 1.0:
-            ef = int(min(self.params.max_ef_search, ef / max(fraction, 1e-6)))
+            ef = int(min(self.params.max_ef_search, ef / math.sqrt(max(fraction, 1e-6))))
         return max(ef, k)
 
     def calibrate(self, samples: int = 24, seed: int = 0) -> PlanCosts:
         """Measure this machine's plan costs on this index's own vectors and keep them.
 
-        Queries are stored vectors; the exact plan is timed over masks of two sizes
-        and the graph walk at two efSearch values, and each cost is the slope and
-        intercept through the medians. Takes ~0.1-0.5 s on 36k vectors. Too small
-        an index to measure keeps the defaults.
+        Queries are stored vectors. Each way of searching is timed at two sizes and
+        its cost is the slope and intercept through the medians: the gathering exact
+        plan over ~0.2% and ~5% of the rows, faiss's in-place scan over 1% and 20%,
+        and the graph walk at two efSearch values. Takes ~0.1-0.5 s on 36k vectors.
+        Too small an index to measure keeps the defaults.
         """
         n = self.positions
         if self.kind == "flat" or len(self) < 1_000:
             return self.costs
         rng = np.random.default_rng(seed)
-        vectors = self.vectors()
-        queries = np.array(vectors[rng.choice(n, size=samples, replace=n < samples)])
+        queries = np.array(self.vectors()[rng.choice(n, size=samples, replace=n < samples)])
 
         def median_us(run: Any) -> float:
             times = []
@@ -382,27 +413,46 @@ class VectorIndex:
                 times.append(time.perf_counter() - started)
             return float(np.median(times)) * 1e6
 
-        small, large = max(n // 100, 50), max(n // 5, 500)
-        timed_rows = []
-        for rows in (small, large):
+        def masked(rows: int) -> BoolArray:
             mask = np.zeros(n, dtype=np.bool_)
             mask[rng.choice(n, size=min(rows, n), replace=False)] = True
-            timed_rows.append(median_us(lambda q, m=mask: self._exact_subset(q, 10, m)))
-        per_row = max((timed_rows[1] - timed_rows[0]) / (large - small), 1e-4)
+            return mask
+
+        def slope(sizes: tuple[int, int], run: Any, floor: float) -> tuple[float, float]:
+            """(per unit, intercept) of `run(q, size)` through its two sizes."""
+            timed = [median_us(lambda q, s=size: run(q, s)) for size in sizes]
+            per = max((timed[1] - timed[0]) / (sizes[1] - sizes[0]), floor)
+            return per, max(timed[0] - per * sizes[0], 0.0)
+
         full = np.ones(n, dtype=np.bool_)
-        scan = median_us(lambda q: np.flatnonzero(full))
+        mask_per_position = median_us(lambda q: np.flatnonzero(full)) / n
+        masks = {rows: masked(rows) for rows in (max(n // 500, 20), max(n // 20, 200))}
+        per_row, gather_fixed = slope(
+            (min(masks), max(masks)),
+            lambda q, rows: self._gather_exact(q, 10, np.flatnonzero(masks[rows])),
+            1e-4,
+        )
+        scan_masks = {rows: masked(rows) for rows in (max(n // 100, 50), max(n // 5, 500))}
+        scan_per_row, scan_fixed = slope(
+            (min(scan_masks), max(scan_masks)),
+            lambda q, rows: self._scan_exact(q, 10, scan_masks[rows]),
+            1e-4,
+        )
         base = max(self.params.ef_search, 20)
-        timed_ef = [
-            median_us(lambda q, e=ef: self._faiss_search(q[None], 10, None, e, "graph"))
-            for ef in (base, 4 * base)
-        ]
-        per_ef = max((timed_ef[1] - timed_ef[0]) / (3 * base), 1e-3)
+        per_ef, graph_fixed = slope(
+            (base, 4 * base),
+            lambda q, ef: self._faiss_search(q[None], 10, None, ef, "graph"),
+            1e-3,
+        )
+        exact_fixed = max(gather_fixed - mask_per_position * n, 0.0)
         self.costs = PlanCosts(
-            exact_fixed_us=max(timed_rows[0] - per_row * small, 0.0),
+            exact_fixed_us=exact_fixed,
             exact_per_row_us=per_row,
-            mask_per_position_us=scan / n,
-            graph_fixed_us=max(timed_ef[0] - per_ef * base, 0.0),
+            mask_per_position_us=mask_per_position,
+            graph_fixed_us=graph_fixed,
             graph_per_ef_us=per_ef,
+            scan_per_position_us=max(scan_fixed - exact_fixed, 0.0) / n,
+            scan_per_row_us=scan_per_row,
         )
         return self.costs
 
@@ -476,24 +526,37 @@ class VectorIndex:
             self._keys[pos], scores[0][valid].astype(np.float32), flat, "exact" if flat else plan
         )
 
-    def _exact_subset(self, query: FloatArray, k: int, mask: BoolArray) -> Neighbours:
-        """Exact top-k over the allowed rows. A few rows are gathered and multiplied
-        here; more are scanned in place by faiss's flat storage with the mask as a
-        bitmap, which reads only the allowed rows and copies none (gathering 3,000
-        rows copied 4.6 MB per query)."""
-        positions = np.flatnonzero(mask)
+    def _exact_subset(
+        self, query: FloatArray, k: int, mask: BoolArray, n_allowed: int | None = None
+    ) -> Neighbours:
+        """Exact top-k over the allowed rows, the cheaper of two ways by the measured
+        costs: gather the allowed rows and multiply in numpy (cheap for few rows), or
+        let faiss scan its flat storage in place with the mask as a bitmap, which
+        tests every position but copies no row (gathering 3,000 rows copied 4.6 MB
+        per query)."""
+        allowed = int(np.count_nonzero(mask)) if n_allowed is None else n_allowed
+        gather, scan = self._exact_costs(allowed)
+        if scan < gather:
+            return self._scan_exact(query, k, None if allowed == mask.shape[0] else mask)
+        return self._gather_exact(query, k, np.flatnonzero(mask))
+
+    def _gather_exact(self, query: FloatArray, k: int, positions: IntArray) -> Neighbours:
         if self._floats is not None:
             q32 = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
             found, sims = self._floats.dot_top(q32, k, positions)
             return Neighbours(self._keys[found], sims, True)
-        if positions.shape[0] > GATHER_MAX_ROWS:
-            storage = self._index if self.kind == "flat" else self._index.storage
-            q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-            whole = positions.shape[0] == mask.shape[0]
-            return self._run_faiss(storage, q, k, None if whole else mask, None, "exact")
-        sims = np.asarray(self.vectors()[positions]) @ query
-        best = top_k(sims.astype(np.float32), k)
-        return Neighbours(self._keys[positions[best]], sims[best].astype(np.float32), True)
+        rows = self.vectors()
+        sims = (
+            rows.dot(positions, query) if isinstance(rows, FloatRows) else rows[positions] @ query
+        )
+        best = top_k(sims, k)
+        return Neighbours(self._keys[positions[best]], sims[best], True)
+
+    def _scan_exact(self, query: FloatArray, k: int, mask: BoolArray | None) -> Neighbours:
+        """faiss's flat storage scanned in place; `mask` None scores every position."""
+        storage = self._index if self.kind == "flat" else self._index.storage
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        return self._run_faiss(storage, q, k, mask, None, "exact")
 
     def exact_search(
         self, query: npt.ArrayLike, k: int, allowed: BoolArray | None = None
@@ -502,7 +565,7 @@ class VectorIndex:
         mask = self._live if allowed is None else (self._live & allowed)
         if k <= 0 or not mask.any():
             return _empty()
-        return self._exact_subset(as_matrix(query, self.dim)[0], k, mask)
+        return self._exact_subset(as_query(query, self.dim), k, mask)
 
     # -- state for persistence (the storage layer writes it) ----------------
 
