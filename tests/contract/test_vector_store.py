@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from metamedia.engine.index import IndexParams
 from metamedia.engine.payload import AttributeFilter, ItemAttributes, attributes_match
 from metamedia.engine.payload import maturity_level as level_of
-from metamedia.storage.filters import filter_sql
+from metamedia.storage.filters import filter_sql, vector_filter_sql
 from metamedia.storage.memory_vectors import MemoryVectorStore
 from metamedia.storage.pg_vectors import TABLE, PgVectorStore
 from metamedia.storage.roles import VectorStore
@@ -144,8 +144,8 @@ def catalog() -> Catalog:
 
 def insert_media(engine: Engine, rows: list[tuple[int, ItemAttributes]]) -> None:
     """Catalog rows (media and its genre/platform/year/viewer tables) for attributes:
-    what the PostgreSQL store joins to evaluate filters. By COPY: 20k rows of
-    INSERT took seconds of the test's budget."""
+    what the PostgreSQL store copies its rows' filter attributes from. By COPY: 20k
+    rows of INSERT took seconds of the test's budget."""
     now = time.time()
     tables: dict[str, list[tuple[object, ...]]] = {
         "media (pk, tenant, external_id, type, title, year, rating, language, visibility, "
@@ -230,17 +230,20 @@ def test_filters_have_the_intended_selectivity(catalog: Catalog) -> None:
 
 
 def test_sql_filter_agrees_with_the_reference(pg_engine: Engine, catalog: Catalog) -> None:
-    """The PostgreSQL store's allowed rows are the reference predicate's (else the
-    recall below would compare different sets)."""
-    for (name, flt), probe in itertools.product(FILTERS.items(), (False, True)):
-        where, params = filter_sql(flt, alias="m", probe=probe)
+    """The PostgreSQL store's allowed rows (over its own rows' attributes) are the
+    reference predicate's, as are the catalog's (else the recall below would compare
+    different sets)."""
+    for (name, flt), form in itertools.product(FILTERS.items(), ("join", "probe", "vectors")):
+        if form == "vectors":
+            where, params = vector_filter_sql(flt, alias="v")
+            statement = text(f"SELECT v.pk FROM {TABLE} v WHERE {where}")
+        else:
+            where, params = filter_sql(flt, alias="m", probe=form == "probe")
+            statement = text(f"SELECT m.pk FROM media m WHERE {where}")
         with pg_engine.connect() as conn:
-            got = {
-                pk
-                for (pk,) in conn.execute(text(f"SELECT m.pk FROM media m WHERE {where}"), params)
-            }
+            got = {pk for (pk,) in conn.execute(statement, params)}
         want = {pk for pk, ok in zip(catalog.pks, catalog.allowed[name], strict=True) if ok}
-        assert got == want, (name, probe)
+        assert got == want, (name, form)
 
 
 # "pg-hnsw-first" under 0.1% would walk the whole graph for ~13 rows (~0.3 s a query):
@@ -287,7 +290,8 @@ def test_pg_store_takes_each_plan(pg_engine: Engine, catalog: Catalog) -> None:
     store = PgVectorStore(pg_engine, DIM)
     for name in FILTERS:
         store.search(catalog.queries[0], K, FILTERS[name])
-    assert store.plans == {"hnsw": 2, "exact": 2}
+    # Up to EXACT_MAX_ROWS (8000) allowed rows go exact: here 10% (~2000) and narrower.
+    assert store.plans == {"hnsw": 1, "exact": 3}
     starved = PgVectorStore(pg_engine, DIM, exact_max_rows=0, ef_search=10, max_scan_tuples=50)
     found = starved.search(catalog.queries[0], K, FILTERS["0.1%"])
     assert len(found) == K and starved.plans == {"fallback": 1}
@@ -377,8 +381,9 @@ def test_a_stale_remembered_count_never_changes_the_answer(
     """Counts pick the plan and are remembered per filter for a while; rows that
     another process writes meanwhile must still be searched. Here the remembered
     count (0) sends a filter that now passes 1,200 rows to the exact plan, and the
-    answer is still the exact top-k of the rows that pass."""
-    reader = PgVectorStore(pg_engine, DIM, count_ttl_s=3600)
+    answer is still the exact top-k of the rows that pass. (The reader sends more than
+    1,000 allowed rows to HNSW, so that 1,200 rows are enough to change its plan.)"""
+    reader = PgVectorStore(pg_engine, DIM, count_ttl_s=3600, exact_max_rows=1_000)
     writer = PgVectorStore(pg_engine, DIM)
     flt = AttributeFilter(tenant="stale")
     query = catalog.queries[0]

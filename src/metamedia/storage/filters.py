@@ -6,9 +6,14 @@ rather than correlated EXISTS: both databases then build the set once per query
 (PostgreSQL a hashed subplan) instead of probing the link table once per row,
 which on PostgreSQL made a one-decade filter over 36k films cost tens of ms.
 
+`vector_filter_sql` is the same model over the copy of the filter attributes that
+PostgreSQL's vector table keeps on each row (`media_vectors`, see
+`storage/pg_vectors.py`): what an HNSW walk checks per visited row without a join.
+
 The in-memory payload mask (`engine/payload.py`) and the reference predicate
-(`engine.payload.attributes_match`) evaluate the same model; a property-based
-test checks all of them agree on random filters.
+(`engine.payload.attributes_match`) evaluate the same model; property-based tests
+check all of them agree on random filters (tests/storage/test_filter_model.py, and
+tests/contract/test_vector_filter.py for the vector-table form on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -115,3 +120,79 @@ def filter_sql(
             )
         )
     return " AND ".join(clauses), params
+
+
+def vector_filter_sql(flt: AttributeFilter, alias: str = "v") -> tuple[str, dict[str, Any]]:
+    """SQL predicate over PostgreSQL's `media_vectors` as `alias`, and its parameters.
+
+    The vector table carries each item's filter attributes (`pg_vectors.ATTRIBUTE_SQL`
+    copies them from the media tables): the multi-valued ones as arrays, tested with
+    `&&` / `= ANY`, so a row is decided from its own columns, with no join and no
+    subplan. PostgreSQL only (arrays).
+    """
+    v = alias
+    clauses = [f"{v}.tenant = :f_tenant"]
+    params: dict[str, Any] = {"f_tenant": flt.tenant}
+    if flt.viewer is None:
+        clauses.append(f"{v}.public")
+    else:
+        clauses.append(
+            f"({v}.public OR {v}.owner = :f_viewer OR "
+            f"{v}.viewers && ARRAY[CAST(:f_viewer AS text)])"
+        )
+        params["f_viewer"] = flt.viewer
+    if flt.types:
+        clauses.append(f"{v}.type = ANY(CAST(:f_types AS text[]))")
+        params["f_types"] = list(flt.types)
+    if flt.languages:
+        clauses.append(f"{v}.language = ANY(CAST(:f_langs AS text[]))")
+        params["f_langs"] = list(flt.languages)
+    if flt.year_min is not None or flt.year_max is not None:
+        # `years` holds the item's year and its other release years as one multirange
+        # (a GiST index serves `&&`); a missing bound is an unbounded side.
+        low, high = _year_bounds(flt.year_min, flt.year_max)
+        if low is not None and high is not None and low > high:
+            clauses.append("FALSE")
+        else:
+            clauses.append(
+                f"{v}.years && int4range(CAST(:f_year_min AS integer), "
+                "CAST(:f_year_max AS integer), '[]')"
+            )
+            params["f_year_min"] = low
+            params["f_year_max"] = high
+    if flt.min_rating is not None:
+        clauses.append(f"{v}.rating >= :f_min_rating")
+        params["f_min_rating"] = flt.min_rating
+    if flt.blocked_owners:
+        # An item without an owner is never blocked.
+        clauses.append(f"({v}.owner IS NULL OR NOT {v}.owner = ANY(CAST(:f_blocked AS text[])))")
+        params["f_blocked"] = list(flt.blocked_owners)
+    if flt.max_maturity is not None:
+        clauses.append(
+            f"({v}.maturity_level <> {UNKNOWN} AND {v}.maturity_level <= :f_max_maturity)"
+        )
+        params["f_max_maturity"] = flt.max_maturity
+    if flt.genres:
+        clauses.append(f"{v}.genres && CAST(:f_genres AS text[])")
+        params["f_genres"] = list(flt.genres)
+    if flt.platforms:
+        clauses.append(f"{v}.platforms && CAST(:f_plats AS text[])")
+        params["f_plats"] = list(flt.platforms)
+    return " AND ".join(clauses), params
+
+
+INT4_MAX = 2**31 - 1
+
+
+def _year_bounds(low: int | None, high: int | None) -> tuple[int | None, int | None]:
+    """Year bounds that an int4range takes: a bound at or past int4's ends is no bound
+    (every stored year is an int4), so `'[]'` never has to step past them."""
+    if low is not None and low <= -INT4_MAX:
+        low = None
+    if high is not None and high >= INT4_MAX:
+        high = None
+    if low is not None and low > INT4_MAX - 1:
+        return 1, 0  # past every year: inverted, so nothing passes
+    if high is not None and high < -INT4_MAX + 1:
+        return 1, 0
+    return low, high

@@ -1,12 +1,22 @@
 """The vector role on PostgreSQL with pgvector: k-nearest search inside a filter.
 
 Vectors live in `media_vectors` (one row per media pk, deleted with its media
-row) under an HNSW index on inner product. The filter attributes are *not*
-copied here: the catalog's `media` table (and its genre, platform, year and
-viewer tables) already hold them, so a search joins `media m` and uses the one
-SQL evaluator of the filter model (`storage.filters.filter_sql`). `upsert`
-therefore stores only vectors and ignores the `ItemAttributes` it is handed;
-the catalog must hold the media row first (the foreign key says so).
+row) under an HNSW index on inner product. Each row also carries a copy of its
+item's filter attributes (tenant, type, visibility, owner and viewers, language,
+years, rating, maturity, genres, platforms; `ATTRIBUTES`), so that a search reads
+one table: the HNSW walk decides each visited row from the row itself, and the
+exact plan is an indexed scan of this table alone. Before the copy a search
+joined `media` and ran the link tables' subqueries for every visited row, which
+cost most of the time under a filter (`python -m bench storage`, 36k films,
+decade filter: p95 45 ms against raw pgvector's 4 ms).
+
+The copy is made in SQL from the catalog's tables (`ATTRIBUTE_SQL`), never from
+what a caller hands `upsert`: one mapping, inside the transaction that writes
+the item, so it cannot disagree with the media row. Every catalog write refreshes
+it (`PostgresCatalog._after_write`, which calls `write` or `refresh_attributes`),
+a delete cascades, and migration 0005 backfills tables made before the columns.
+The SQL evaluator of the filter model over these columns is
+`storage.filters.vector_filter_sql`.
 
 Why not just `ORDER BY embedding <#> q LIMIT k` with the filter in WHERE: an
 HNSW scan returns `hnsw.ef_search` (default 40) candidates and PostgreSQL then
@@ -17,14 +27,16 @@ many rows pass the filter (counted up to `EXACT_MAX_ROWS` + 1, and remembered pe
 filter for a minute):
 
 - few (at most `EXACT_MAX_ROWS`): exact inner products over just the allowed
-  rows, with the HNSW index kept out of the plan;
+  rows, found through the attribute indexes, with the HNSW index kept out of the
+  plan;
 - more: an HNSW scan with pgvector's iterative scan (`relaxed_order`), which
   keeps walking the graph until enough rows pass, then a re-sort by distance;
 - if that still comes back short (the scan hit `hnsw.max_scan_tuples`, or the
   remembered count is out of date): the exact plan.
 
-Needs pgvector 0.8 or later (iterative scans). The DDL lives in `ensure_schema`
-/ `create_index` for now; an Alembic revision will take it over.
+Needs pgvector 0.8 or later (iterative scans) and PostgreSQL 14 or later
+(multiranges). The table is made by `ensure_schema` / `create_index` (its width
+is the embedding model's, known only when the store opens).
 """
 
 from __future__ import annotations
@@ -44,10 +56,56 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 
 from metamedia.engine.payload import AttributeFilter, ItemAttributes
-from metamedia.storage.filters import filter_sql
+from metamedia.storage.filters import vector_filter_sql
 
 TABLE = "media_vectors"
 INDEX = "ix_media_vectors_hnsw"
+
+# The filter attributes each vector row carries: column, type. Multi-valued fields
+# are arrays (tested with `&&`); `years` is the item's year and its other release
+# years as one multirange, so a year range is a single `&&` a GiST index serves.
+ATTRIBUTES: tuple[tuple[str, str], ...] = (
+    ("tenant", "text NOT NULL"),
+    ("type", "text NOT NULL"),
+    ("public", "boolean NOT NULL"),
+    ("owner", "text"),
+    ("viewers", "text[] NOT NULL"),
+    ("language", "text"),
+    ("years", "int4multirange NOT NULL"),
+    ("rating", "double precision"),
+    ("maturity_level", "integer NOT NULL"),
+    ("genres", "text[] NOT NULL"),
+    ("platforms", "text[] NOT NULL"),
+)
+ATTRIBUTE_NAMES = ", ".join(name for name, _ in ATTRIBUTES)
+
+# The same attributes computed from the catalog's tables for the media row `m`, in
+# the order of ATTRIBUTES: the one mapping from the catalog to the vector table.
+ATTRIBUTE_SQL = (
+    "m.tenant, m.type, m.visibility = 'public', m.owner, "
+    "ARRAY(SELECT x.viewer FROM media_viewer x WHERE x.pk = m.pk ORDER BY 1), "
+    "m.language, "
+    "(SELECT coalesce(range_agg(int4range(y.year, y.year, '[]')), '{}') FROM "
+    "(SELECT m.year AS year WHERE m.year IS NOT NULL "
+    "UNION SELECT x.year FROM media_year x WHERE x.pk = m.pk) y), "
+    "m.rating, m.maturity_level, "
+    "ARRAY(SELECT x.genre FROM media_genre x WHERE x.pk = m.pk ORDER BY 1), "
+    "ARRAY(SELECT x.platform FROM media_platform x WHERE x.pk = m.pk ORDER BY 1)"
+)
+
+# What the exact plan finds its rows through: a tenant's items of a type, a year
+# range (GiST on the multirange), a genre or a platform (GIN on the arrays).
+# PostgreSQL combines them (BitmapAnd) for a filter that names several. The GIN
+# indexes take each write at once (`fastupdate = off`): with the default pending
+# list, rows written since the last vacuum were read by every search that used the
+# index (after a bulk load, the 1% filter of `python -m bench storage` took 5.1 ms
+# p50 instead of 2.6).
+ATTRIBUTE_INDEXES: tuple[tuple[str, str], ...] = (
+    ("ix_media_vectors_tenant_type", "(tenant, type)"),
+    ("ix_media_vectors_years", "USING gist (years)"),
+    ("ix_media_vectors_genres", "USING gin (genres) WITH (fastupdate = off)"),
+    ("ix_media_vectors_platforms", "USING gin (platforms) WITH (fastupdate = off)"),
+)
 
 # pgvector's defaults: m=16 links per node, ef_construction=64 candidates while
 # building. On the 20k-item contract catalog they give recall@10 of 1.0 at
@@ -57,16 +115,21 @@ INDEX = "ix_media_vectors_hnsw"
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 
-# Up to this many allowed rows the exact plan is used. It costs a primary-key probe
-# and an inner product per allowed row; the iterative HNSW scan costs a fixed walk
-# plus about k / (fraction allowed) visited tuples, each a distance and a filter
-# check. Median ms per search on the 20k-item contract catalog with year-range
-# filters, exact / HNSW (a shared 2-core box, so noisy): 250 rows 10 / 36, 500 rows
-# 15 / 15, 1000 rows 15 / 9, 2000 rows 17 / 5, 20000 rows 77 / 4. Up to ~1000 the
-# two cost about the same and the exact plan has perfect recall, so it gets them.
-# The HNSW walk grows with the table (k * N / n visits for n allowed of N): the
-# crossover moves up roughly as sqrt(k * N), so revisit this past ~100k items.
-EXACT_MAX_ROWS = 1_000
+# Up to this many allowed rows the exact plan is used. It costs a bitmap scan of the
+# attribute indexes and an inner product per allowed row (1-2 ms per 1000 rows); the
+# iterative HNSW scan costs a fixed walk plus about k / (fraction allowed) visited
+# tuples, and far more when the query's neighbourhood holds few allowed rows, which
+# gives it a long tail. p95 ms, exact / HNSW, on the 36k Wikipedia catalog (k=10, 40
+# queries each, the attributes on the vector rows; a shared 2-core box): year ranges
+# passing 1.2k rows 2.5 / 38, 2.4k 4.0 / 31, 5.2k 7.2 / 23, 7.5k 9.8 / 24, 10.7k 21 /
+# 16, 18.3k 22 / 13; genres passing 1.7k 5.2 / 30, 4.4k 9.3 / 32, 7.1k 8.2 / 13,
+# 10.5k 17 / 7.2. (Medians cross earlier, near 5k: 6.6 / 6.0 at 5.2k.) So the exact
+# plan gets up to 8000 rows. (This catalog's rows are stored roughly in year order,
+# so a year range's rows share pages; a genre's are spread over the table and cost
+# up to ~1.5x more per row, which the genre numbers include.) The HNSW walk grows
+# with the table (k * N / n visits for n allowed of N), so revisit this past ~100k
+# items.
+EXACT_MAX_ROWS = 8_000
 
 # Candidates per HNSW round: pgvector's default, 4x the k of a result page, so that
 # the first round alone fills 2k (see RERANK_FACTOR) under a broad filter. On the 36k
@@ -98,7 +161,7 @@ COUNT_ENTRIES = 1024
 
 
 class PgVectorStore:
-    """`VectorStore` on a pgvector table joined to the catalog's media table."""
+    """`VectorStore` on a pgvector table that carries its items' filter attributes."""
 
     def __init__(
         self,
@@ -128,24 +191,29 @@ class PgVectorStore:
     # -- schema -------------------------------------------------------------
 
     def ensure_schema(self, *, index: bool = True) -> None:
-        """Create the table (and its HNSW index unless `index` is false) if missing.
+        """Create the table (and its indexes unless `index` is false) if missing.
 
         Bulk loads should pass `index=False`, load, then `create_index()`: pgvector
-        builds an index over existing rows far faster than it inserts row by row.
+        builds an index over existing rows far faster than it inserts row by row (and
+        a GIN index filled row by row first keeps the rows in a pending list that every
+        search then reads).
         """
         with self.engine.begin() as conn:
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+            columns = "".join(f", {name} {kind}" for name, kind in ATTRIBUTES)
             conn.exec_driver_sql(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} ("
                 "pk BIGINT PRIMARY KEY REFERENCES media(pk) ON DELETE CASCADE, "
-                f"embedding vector({int(self.dim)}) NOT NULL)"
+                f"embedding vector({int(self.dim)}) NOT NULL{columns})"
             )
         if index:
             self.create_index()
 
     def create_index(self) -> None:
-        """The HNSW index on inner product (`<#>`), if missing."""
+        """The attribute indexes and the HNSW index on inner product (`<#>`), if missing."""
         with self.engine.begin() as conn:
+            for name, how in ATTRIBUTE_INDEXES:
+                conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {TABLE} {how}")
             conn.exec_driver_sql(
                 f"CREATE INDEX IF NOT EXISTS {INDEX} ON {TABLE} "
                 f"USING hnsw (embedding vector_ip_ops) "
@@ -155,8 +223,9 @@ class PgVectorStore:
     # -- writes -------------------------------------------------------------
 
     def upsert(self, rows: Sequence[tuple[int, npt.NDArray[np.float32], ItemAttributes]]) -> None:
-        """Store or replace the vectors of catalog items (the attributes are ignored:
-        searches read them from the media table, which must already hold each pk).
+        """Store or replace the vectors of catalog items. The catalog must already hold
+        each pk; the attributes handed in are not used: the row's copy is made from the
+        catalog's tables (`ATTRIBUTE_SQL`), which are what the other SQL evaluates.
 
         Rows go by binary COPY into a temporary table and from there into the table
         in one statement: text literals cost ~1.5 ms a row to format and parse, which
@@ -169,8 +238,10 @@ class PgVectorStore:
             self.write(conn, latest)
 
     def write(self, conn: Connection, vectors: dict[int, npt.NDArray[np.float32]]) -> None:
-        """Store or replace vectors inside the caller's transaction (the catalog writes
-        an item's vector in the transaction that writes the item)."""
+        """Store or replace vectors, with their items' attributes as the catalog's tables
+        hold them now, inside the caller's transaction (the catalog writes an item's
+        vector in the transaction that writes the item). A pk with no media row fails
+        (NOT NULL tenant), as the foreign key would."""
         latest = {int(pk): self._checked(vector) for pk, vector in vectors.items()}
         if not latest:
             return
@@ -188,9 +259,27 @@ class PgVectorStore:
                 copy.set_types(["int8", "vector"])
                 for pk, vector in latest.items():
                     copy.write_row((pk, vector))
+        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in ("embedding", *_names()))
         conn.exec_driver_sql(
-            f"INSERT INTO {TABLE} (pk, embedding) SELECT pk, embedding FROM {TABLE}_load "
-            "ON CONFLICT (pk) DO UPDATE SET embedding = EXCLUDED.embedding"
+            f"INSERT INTO {TABLE} (pk, embedding, {ATTRIBUTE_NAMES}) "
+            f"SELECT l.pk, l.embedding, {ATTRIBUTE_SQL} FROM {TABLE}_load l "
+            f"LEFT JOIN media m ON m.pk = l.pk ON CONFLICT (pk) DO UPDATE SET {updates}"
+        )
+        self.forget_counts()
+
+    def refresh_attributes(self, conn: Connection, pks: Sequence[int]) -> None:
+        """Copy the attributes of these items from the catalog's tables again, inside
+        the caller's transaction: for items written without a new vector (pks without
+        a vector row are skipped)."""
+        if not pks:
+            return
+        conn.execute(
+            text(
+                f"UPDATE {TABLE} v SET ({ATTRIBUTE_NAMES}) = "
+                f"(SELECT {ATTRIBUTE_SQL} FROM media m WHERE m.pk = v.pk) "
+                "WHERE v.pk = ANY(CAST(:pks AS bigint[]))"
+            ),
+            {"pks": [int(pk) for pk in pks]},
         )
         self.forget_counts()
 
@@ -218,13 +307,13 @@ class PgVectorStore:
         query = self._checked(vector)
         if k <= 0:
             return []
-        where, params = filter_sql(flt, alias="m")
+        where, params = vector_filter_sql(flt, alias="v")
         params = {**params, "q": query, "k": k}
         with self.engine.begin() as conn:
             if self._allowed_rows(conn, flt, where, params) <= self.exact_max_rows:
                 self.plans["exact"] += 1
                 return self._exact(conn, where, params)
-            found = self._hnsw(conn, flt, params)
+            found = self._hnsw(conn, where, params)
             if len(found) >= k:
                 self.plans["hnsw"] += 1
                 return found
@@ -243,7 +332,7 @@ class PgVectorStore:
     def _allowed_rows(
         self, conn: Connection, flt: AttributeFilter, where: str, params: dict[str, Any]
     ) -> int:
-        """How many rows pass the filter, counted up to `exact_max_rows` + 1.
+        """How many vector rows pass the filter, counted up to `exact_max_rows` + 1.
 
         The count only picks a plan, and every plan is right for any count (a scan
         that comes back short falls back to the exact plan), so it is kept per filter
@@ -256,7 +345,9 @@ class PgVectorStore:
             if hit is not None and now - hit[1] < self.count_ttl_s:
                 self._counts.move_to_end(flt)
                 return hit[0]
-        statement = text(f"SELECT count(*) FROM (SELECT 1 FROM media m WHERE {where} LIMIT :cap) c")
+        statement = text(
+            f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} v WHERE {where} LIMIT :cap) c"
+        )
         counted = int(
             conn.execute(statement, {**params, "cap": self.exact_max_rows + 1}).scalar_one()
         )
@@ -272,50 +363,42 @@ class PgVectorStore:
     ) -> list[tuple[int, float]]:
         """The exact top-k among the rows that pass the filter.
 
-        The HNSW index only serves an ORDER BY on `embedding <#> q` straight over
-        its table; the distances are computed in a materialized CTE without one, so
-        the planner cannot put the (approximate, filter-blind) index scan under this
-        query. The lateral lookup (`OFFSET 0` keeps it from being flattened) holds
-        the join to one primary-key probe per allowed row: the planner otherwise
-        hashed the allowed rows against a scan of every vector in the table. Media
-        rows without a vector are joined away. Ties break on pk so that the answer
-        is deterministic.
+        The rows are found through the attribute indexes (a bitmap scan of this one
+        table) and their distances computed in a materialized CTE: the HNSW index only
+        serves an ORDER BY on `embedding <#> q` straight over its table, so the planner
+        cannot put the (approximate) index scan under this query. Ties break on pk so
+        that the answer is deterministic.
         """
         statement = text(
-            f"WITH allowed AS MATERIALIZED (SELECT m.pk FROM media m WHERE {where}), "
-            "scored AS MATERIALIZED (SELECT a.pk, v.embedding <#> CAST(:q AS vector) AS d "
-            f"FROM allowed a CROSS JOIN LATERAL (SELECT embedding FROM {TABLE} "
-            "WHERE pk = a.pk OFFSET 0) v) "
+            f"WITH scored AS MATERIALIZED (SELECT v.pk, v.embedding <#> CAST(:q AS vector) AS d "
+            f"FROM {TABLE} v WHERE {where}) "
             "SELECT pk, d FROM scored ORDER BY d, pk LIMIT :k"
         ).bindparams(bindparam("q", type_=self._vector))
         return [(int(pk), -float(d)) for pk, d in conn.execute(statement, params)]
 
     def _hnsw(
-        self, conn: Connection, flt: AttributeFilter, params: dict[str, Any]
+        self, conn: Connection, where: str, params: dict[str, Any]
     ) -> list[tuple[int, float]]:
         """Approximate top-k by an iterative HNSW scan, re-sorted by distance.
 
         `relaxed_order` lets later rounds return rows closer than earlier ones, so
         the scan is asked for `rerank_factor` * k rows, sorted again here, and the
-        best k kept. Sorting and sequential scans are disabled for
-        this transaction so that the planner takes the index scan even where its
-        selectivity estimate makes a full sort look cheaper (that is the exact plan's
-        job, chosen above on a real count).
+        best k kept. Sorting and sequential scans are disabled for this transaction
+        so that the planner takes the index scan even where its selectivity estimate
+        makes a bitmap scan and a sort look cheaper (that is the exact plan's job,
+        chosen above on a real count).
         """
         ef = min(MAX_EF_SEARCH, max(self.ef_search, int(params["k"])))
-        # One round trip; both values are integers formatted here, never caller text.
+        # One round trip; the values are integers formatted here, never caller text.
         conn.exec_driver_sql(
             "SET LOCAL hnsw.iterative_scan = relaxed_order; "
             f"SET LOCAL hnsw.ef_search = {int(ef)}; "
             f"SET LOCAL hnsw.max_scan_tuples = {int(self.max_scan_tuples)}; "
-            "SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; "
-            "SET LOCAL enable_material = off"
+            "SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off"
         )
-        where, _ = filter_sql(flt, alias="m", probe=True)  # same parameters
         statement = text(
-            f"SELECT v.pk, v.embedding <#> CAST(:q AS vector) AS d "
-            f"FROM {TABLE} v JOIN media m ON m.pk = v.pk WHERE {where} "
-            "ORDER BY v.embedding <#> CAST(:q AS vector) LIMIT :window"
+            f"SELECT v.pk, v.embedding <#> CAST(:q AS vector) AS d FROM {TABLE} v "
+            f"WHERE {where} ORDER BY v.embedding <#> CAST(:q AS vector) LIMIT :window"
         ).bindparams(bindparam("q", type_=self._vector))
         k = int(params["k"])
         window = {**params, "window": k * max(1, self.rerank_factor)}
@@ -328,3 +411,7 @@ class PgVectorStore:
         if flat.shape[0] != self.dim:
             raise ValueError(f"vector has {flat.shape[0]} dimensions, the store {self.dim}")
         return flat
+
+
+def _names() -> list[str]:
+    return [name for name, _ in ATTRIBUTES]

@@ -4,8 +4,9 @@ optionally the item vectors in pgvector, written with their items.
 Schema: the same tables as the embedded store, plus `media_text` (a weighted
 tsvector per item, GIN-indexed; migration 0003) that `PostgresFullText` keeps.
 With a `PgVectorStore` attached, each written item's vector goes into
-`media_vectors` in the transaction that writes the item, so the vector role can
-never disagree with the catalog; a delete cascades.
+`media_vectors` in the transaction that writes the item, with the copy of its
+filter attributes that the vector table keeps, so the vector role can never
+disagree with the catalog; a delete cascades.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ class PostgresCatalog(SQLCatalog):
         vectors: dict[str, npt.NDArray[np.float32]],
         model: str,
     ) -> None:
-        if self.vectors is None or model != self.vector_model or not written:
+        if self.vectors is None or not written:
+            return
+        if model != self.vector_model:
+            # No vectors of the kept space here, but the items' attributes (year, genres,
+            # visibility...) may have changed under the vectors they already have.
+            self.vectors.refresh_attributes(conn, list(written))
             return
         found = {h: vectors[h] for h in written.values() if h in vectors}
         missing = sorted({h for h in written.values() if h not in found})
@@ -62,6 +68,9 @@ class PostgresCatalog(SQLCatalog):
             )
             found.update({h: np.frombuffer(blob, dtype=np.float32) for h, blob in rows})
         self.vectors.write(conn, {pk: found[h] for pk, h in written.items() if h in found})
+        # Items written without a vector (none stored for their new text) keep their old
+        # vector row until one comes; its attributes still follow the item.
+        self.vectors.refresh_attributes(conn, [pk for pk, h in written.items() if h not in found])
 
     def backfill_vectors(self) -> int:
         """Give every item whose vector is stored a row in the vector table: after
