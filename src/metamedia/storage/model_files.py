@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,15 +22,55 @@ from metamedia.engine.collaborative import EaseModel
 from metamedia.storage.tenant_names import legacy_tenant_key, tenant_key
 
 
-def save_npz_atomic(path: Path, arrays: dict[str, npt.NDArray[Any]]) -> None:
-    """Write to a temporary name, fsync, rename: readers see old or new, never half."""
+@dataclass(frozen=True)
+class StreamedBytes:
+    """A byte array written straight into a saved file, never held whole: its length,
+    and a function that hands its bytes, in order, to the sink it is given. A vector
+    index serialised in memory was held two to three times over while saving (faiss's
+    growing buffer, then the numpy copy), the peak of an ingest."""
+
+    nbytes: int
+    write_to: Callable[[Callable[[bytes], object]], None]
+
+
+def save_npz_atomic(path: Path, arrays: Mapping[str, npt.NDArray[Any] | StreamedBytes]) -> None:
+    """Write to a temporary name, fsync, rename: readers see old or new, never half.
+
+    The layout is `numpy.savez`'s (one stored .npy member per array, so `np.load`
+    reads it); `StreamedBytes` values become uint8 arrays written chunk by chunk.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)  # type: ignore[arg-type]
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for name, value in arrays.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        if isinstance(value, StreamedBytes):
+                            _write_streamed(member, value)
+                        else:
+                            array = np.asanyarray(value)
+                            np.lib.format.write_array(member, array, allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+
+
+def _write_streamed(member: IO[bytes], value: StreamedBytes) -> None:
+    header = {"descr": "|u1", "fortran_order": False, "shape": (value.nbytes,)}
+    np.lib.format.write_array_header_1_0(member, header)
+    written = 0
+
+    def sink(chunk: bytes) -> None:
+        nonlocal written
+        written += len(chunk)
+        member.write(chunk)
+
+    value.write_to(sink)
+    if written != value.nbytes:
+        raise OSError(f"streamed {written} bytes where {value.nbytes} were announced")
 
 
 def load_npz(path: Path) -> dict[str, npt.NDArray[Any]] | None:

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from metamedia.engine.index import VectorIndex
 from metamedia.storage.float_rows import FloatRowFiles, SidecarRecord
-from metamedia.storage.model_files import load_npz, save_npz_atomic
+from metamedia.storage.model_files import StreamedBytes, load_npz, save_npz_atomic
 
 INDEX_FILE = "vectors.npz"
 
@@ -71,8 +71,9 @@ class VectorFileStore:
 
     def _index_state(
         self, index: VectorIndex, name: str, kept: set[str]
-    ) -> dict[str, npt.NDArray[np.generic]]:
-        state: dict[str, npt.NDArray[np.generic]] = dict(index.state())
+    ) -> dict[str, npt.NDArray[np.generic] | StreamedBytes]:
+        state: dict[str, npt.NDArray[np.generic] | StreamedBytes] = dict(index.state(graph=False))
+        state["faiss"] = StreamedBytes(index.graph_bytes(), index.write_graph)
         rows = index.float_rows
         if rows is not None:
             record = self.sidecars.write(name, rows)
