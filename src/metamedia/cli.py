@@ -176,7 +176,11 @@ def ingest(
     with _session(data_dir) as runtime, progress_bar as progress:
         task = progress.add_task(path.name, total=_estimate_rows(path, fmt))
         report = runtime.ingest.ingest_path(
-            path, fmt, tenant=tenant, progress=lambda n: progress.advance(task, n)
+            path,
+            fmt,
+            tenant=tenant,
+            progress=lambda n: progress.advance(task, n),
+            release_encoder=True,
         )
     if as_json:
         _print_json(report.as_dict())

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         description="Threads per embedding call; None = all cores (ingest). "
         "`metamedia serve` uses 1: concurrent requests already fill the cores.",
     )
-    embed_batch_size: int = Field(default=64, ge=1, le=4096)
+    embed_batch_size: int = Field(default=32, ge=1, le=4096)
     hnsw_threshold: int = Field(
         default=20_000,
         ge=0,

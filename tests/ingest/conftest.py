@@ -43,6 +43,9 @@ class HashingEmbedder:
         result: FloatArray = out / norms
         return result
 
+    def release(self) -> None:
+        """Nothing loaded, nothing to drop."""
+
 
 @pytest.fixture()
 def fast_runtime(tmp_path: Path) -> Iterator[Any]:

@@ -78,6 +78,28 @@ def test_wikipedia_broken_file_is_one_error(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0].error is not None and "broken JSON" in rows[0].error
 
 
+def test_wikipedia_entries_before_a_break_are_kept(tmp_path: Path) -> None:
+    """The array is decoded entry by entry: films before a syntax error still come
+    through, then one error says where the file broke; other shapes are refused."""
+    path = tmp_path / "x.json"
+    path.write_text('[{"title": "A"},\n 3,\n {"title": "B"}\n {"title": "C"}]', encoding="utf-8")
+    rows = list(open_catalog(path, "wikipedia")[1])
+    assert [r.data["title"] for r in rows if r.data] == ["A", "B"]
+    assert rows[1].error == "entry is a int, not an object"
+    assert rows[3].error is not None and "broken JSON" in rows[3].error and rows[3].line == 4
+    cases = {
+        '\ufeff [ {"title": "A"} ] \n': ["A"],
+        "[]": [],
+        '[{"title": "A"}] trailing': ["A", "broken JSON file: Extra data"],
+        '{"title": "A"}': ["expected a JSON array of films"],
+        "": ["broken JSON file: Expecting value"],
+    }
+    for text, expected in cases.items():
+        path.write_text(text, encoding="utf-8")
+        got = [r.data["title"] if r.data else r.error for r in open_catalog(path, "wikipedia")[1]]
+        assert got == expected, text
+
+
 def test_movielens_directory_maps_titles_tags_and_ratings() -> None:
     _, records = open_catalog(movielens_dir())
     by_id = {r.data["id"]: r.data for r in records if r.data}

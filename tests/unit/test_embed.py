@@ -63,3 +63,12 @@ def test_a_text_encodes_the_same_alone_and_in_a_mixed_batch(tmp_path: Path) -> N
     together = embedder.encode(texts)
     alone = np.vstack([embedder.encode([t]) for t in texts[::7]])
     assert ((together[::7] * alone).sum(axis=1) > 0.99999).all()
+
+
+def test_a_released_model_loads_again_on_the_next_encode(tmp_path: Path) -> None:
+    embedder = OnnxEmbedder(cache_dir=tmp_path)
+    before = embedder.encode(["a lighthouse keeper alone on an island"])
+    embedder.release()
+    assert embedder._session is None  # the arena went with it
+    after = embedder.encode(["a lighthouse keeper alone on an island"])
+    assert np.allclose(before, after, atol=1e-6)

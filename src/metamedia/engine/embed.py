@@ -42,6 +42,10 @@ class Embedder(Protocol):
 
     def encode(self, texts: Sequence[str]) -> FloatArray: ...
 
+    def release(self) -> None:
+        """Drop the loaded model and its working memory; the next encode loads it
+        again. For one-shot processes (a bulk ingest) whose encoding is over."""
+
 
 def _offline() -> None:
     offline_environment()
@@ -72,6 +76,10 @@ class SentenceTransformerEmbedder:
             self.dim = int(model.get_embedding_dimension() or MODEL_DIM)
             self._model = model
         return self._model
+
+    def release(self) -> None:
+        with self._lock:
+            self._model = None
 
     def encode(self, texts: Sequence[str]) -> FloatArray:
         if not texts:
@@ -163,6 +171,12 @@ class OnnxEmbedder:
             tokenizer.enable_padding()
             self._session, self._tokenizer = session, tokenizer
         return self._session, self._tokenizer
+
+    def release(self) -> None:
+        """Drop the session: onnxruntime's arena keeps the largest batch's memory
+        for as long as the session lives."""
+        with self._lock:
+            self._session = self._tokenizer = None
 
     def encode(self, texts: Sequence[str]) -> FloatArray:
         if not texts:

@@ -38,6 +38,7 @@ from metamedia.errors import ValidationFailed
 from metamedia.formats.detect import open_catalog
 from metamedia.formats.records import RawRecord
 from metamedia.services.caching import Caches
+from metamedia.services.heap import release_free_heap
 from metamedia.services.indexing import IndexManager
 from metamedia.services.item_vectors import ItemText
 from metamedia.services.validation import RowKey, row_key, validate_item, with_id
@@ -129,7 +130,11 @@ class IngestService:
         *,
         tenant: str = "default",
         progress: ProgressCallback | None = None,
+        release_encoder: bool = False,
     ) -> IngestReport:
+        """Ingest a catalog file or directory. `release_encoder`: a one-shot process
+        (the CLI) drops the model once every row is embedded, so that its working
+        memory is not held while the indexes are built (the peak of a bulk ingest)."""
         started = time.perf_counter()  # the first pass counts in the reported time
         resolved, records = open_catalog(path, fmt)
         repeated = repeated_keys(open_catalog(path, resolved)[1], tenant)
@@ -138,7 +143,7 @@ class IngestService:
         report = IngestReport(format=resolved)
         try:
             rows = _Merging(records, repeated, tenant, report)
-            self._run(rows, report, rejects, progress, started)
+            self._run(rows, report, rejects, progress, started, release_encoder)
         finally:
             report.rejects_file = rejects.close()
         return report
@@ -150,6 +155,7 @@ class IngestService:
         rejects: _RejectsWriter,
         progress: ProgressCallback | None,
         started: float,
+        release_encoder: bool = False,
     ) -> None:
         batch: list[MediaItem] = []
         for record, data in rows.read():
@@ -164,6 +170,9 @@ class IngestService:
         batch.extend(rows.leftovers())
         if batch:
             self._flush(batch, report)
+        if release_encoder:
+            self.indexes.embedder.release()
+            release_free_heap()
         self.indexes.sync()
         self.indexes.flush()
         report.seconds = time.perf_counter() - started
