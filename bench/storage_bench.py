@@ -438,8 +438,14 @@ def service(servers: dict[str, Server], c1: list[str], c8: list[str], users: int
             send(clients[label]).raise_for_status()
             took[label].append((time.perf_counter() - t0) * 1000)
 
-        for client in clients.values():
-            client.post("/v1/search", json={"query": "warm up"}).raise_for_status()
+        for label, client in clients.items():
+            warm = client.post("/v1/search", json={"query": "warm up"})
+            if warm.status_code != 200:
+                lines = servers[label].log_path.read_text(errors="replace").splitlines()
+                log = "\n".join(x for x in lines if "/readyz" not in x and "/healthz" not in x)[
+                    -6000:
+                ]
+                raise SystemExit(f"{label}: warm-up search answered {warm.status_code}\n{log}")
         for query in c1:
             for label in servers:
                 timed(label, partial(_post_search, query=query))
@@ -548,6 +554,9 @@ def run(opts: StorageOptions) -> dict[str, Any]:
         print(f"[storage] writes: {raw['writes']}", file=sys.stderr)
         new_dir = ingest_bench.copy_catalog(catalog, work / "embedded")
         old_dir = ingest_bench.copy_catalog(catalog, work / "baseline")
+        # The cached index file is this code's (float16 HNSW since 2026-12-01, a kind
+        # the baseline cannot read): the baseline builds its own from the same rows.
+        shutil.rmtree(old_dir / "index", ignore_errors=True)
         pg_dir = ingest_bench.copy_catalog(catalog, work / "pg-dir")
         open_stores(f"sqlite:///{pg_dir / 'catalog.sqlite3'}").close()  # migrate in place first
         pg_url = pg.create_database("served")
