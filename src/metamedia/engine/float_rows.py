@@ -209,7 +209,7 @@ class FloatRows:
             if last - first + 1 == block.shape[0]:  # contiguous: read in place
                 sims = self.rows(first, last + 1) @ query
             else:
-                sims = self.take(block) @ query
+                sims = self.dot(block, query)
             pool_pos = np.concatenate([best_pos, block])
             pool_sim = np.concatenate([best_sim, sims.astype(np.float32)])
             keep = top_k(pool_sim, k)

@@ -290,7 +290,7 @@ class VectorIndex:
         faiss's storage, so do not keep the view across upserts."""
         if self._floats is not None:
             return self._floats
-        if self._view is None or len(self._view) != self.positions:
+        if self._view is None:  # dropped by every upsert
             self._view = self._storage_view()
         return self._view
 
@@ -660,17 +660,6 @@ class VectorIndex:
         if "plan_costs" in state:  # files written before the planner keep the defaults
             index.costs = PlanCosts.from_array(state["plan_costs"])
         return index
-
-
-def build_index(
-    keys: npt.ArrayLike, vectors: npt.ArrayLike, dim: int, params: IndexParams
-) -> VectorIndex:
-    """Fresh index from scratch (used by rebuild and compaction)."""
-    index = VectorIndex(dim, params)
-    key_arr = np.asarray(keys, dtype=np.int64)
-    if key_arr.shape[0]:
-        index.upsert(key_arr, vectors)
-    return index
 
 
 def _empty() -> Neighbours:

@@ -93,22 +93,22 @@ _SPACE = re.compile(r"\s*")
 
 def _array_entries(text: str) -> Iterator[Any]:
     """The entries of the JSON array `text`, decoded one at a time."""
-    at = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    at = _skip(text, 0)
     if text.startswith("\ufeff", at):
-        at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+        at = _skip(text, at + 1)
     if not text.startswith("[", at):
         _DECODER.decode(text[at:])  # the decoder's own error for broken JSON
         raise _NotAnArray
-    at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+    at = _skip(text, at + 1)
     if text.startswith("]", at):
         _trailing(text, at + 1)
         return
     while True:
         entry, at = _DECODER.raw_decode(text, at)
         yield entry
-        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        at = _skip(text, at)
         if text.startswith(",", at):
-            at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+            at = _skip(text, at + 1)
             continue
         if text.startswith("]", at):
             _trailing(text, at + 1)
@@ -116,7 +116,12 @@ def _array_entries(text: str) -> Iterator[Any]:
         raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
 
 
+def _skip(text: str, at: int) -> int:
+    """The first position at or after `at` that is not whitespace."""
+    return _SPACE.match(text, at).end()  # type: ignore[union-attr]  # \s* always matches
+
+
 def _trailing(text: str, at: int) -> None:
-    end = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+    end = _skip(text, at)
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
