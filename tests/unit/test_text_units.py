@@ -6,6 +6,7 @@ from metamedia.domain import MediaItem
 from metamedia.engine.passages import (
     MAX_PASSAGES,
     MAX_QUERY_WINDOWS,
+    QUERY_WINDOW_WORDS,
     item_passages,
     query_windows,
     split_passages,
@@ -75,6 +76,23 @@ def test_everyday_queries_are_one_window_long_ones_are_read_whole() -> None:
     assert 1 < len(windows) <= MAX_QUERY_WINDOWS
     covered = {w for window in windows for w in window.split()}
     assert words[0] in covered and words[-1] in covered
+
+
+def test_a_long_request_is_cut_evenly_into_windows_that_cover_every_word() -> None:
+    words = [f"w{i}" for i in range(QUERY_WINDOW_WORDS + 60)]
+    windows = query_windows(" ".join(words))
+    # Two windows of equal length, not a full one and a 60-word tail.
+    assert [len(w.split()) for w in windows] == [(QUERY_WINDOW_WORDS + 60) // 2] * 2
+    for n in (
+        QUERY_WINDOW_WORDS + 1,
+        5 * QUERY_WINDOW_WORDS - 3,
+        MAX_QUERY_WINDOWS * QUERY_WINDOW_WORDS,
+    ):
+        words = [f"w{i}" for i in range(n)]
+        windows = query_windows(" ".join(words))
+        # Read whole, in order, each word once, each window inside the model's reach.
+        assert [w for window in windows for w in window.split()] == words
+        assert max(len(w.split()) for w in windows) <= QUERY_WINDOW_WORDS
 
 
 def test_sentence_splitting_keeps_every_character() -> None:

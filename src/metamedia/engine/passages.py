@@ -13,6 +13,7 @@ at index rebuild, so passages are always derived from the stored description.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 
 from metamedia.domain import MediaItem
@@ -114,25 +115,30 @@ def item_title_text(item: MediaItem) -> str:
     return ". ".join(parts)
 
 
-QUERY_WINDOW_WORDS = 160  # about 220 word pieces: inside the model's 256-token window
-QUERY_WINDOW_STRIDE = 120
-MAX_QUERY_WINDOWS = 12
+# Chosen on the Reddit TOMT *train* split (the 361 requests over 160 words, hybrid):
+# windows of at most 128 words, cut evenly without overlap, match the old overlapping
+# 160-word windows on MRR@10 and find more films in the top 100, with a quarter
+# fewer tokens to encode (the encoder is most of a long request's time).
+QUERY_WINDOW_WORDS = 128  # about 170 word pieces: inside the model's 256-token window
+MAX_QUERY_WINDOWS = 12  # 1,536 words: an 8,000-character request is read whole
 
 
 def query_windows(query: str) -> list[str]:
-    """A query cut into overlapping word windows the model reads whole.
+    """A query cut into the windows the model reads whole.
 
-    An everyday query is one window. A long request (up to 8,000 characters)
-    becomes several, so words past the model's 256 tokens still count; more
-    than `MAX_QUERY_WINDOWS` windows are spread evenly over the text.
+    An everyday query is one window. A longer request is cut into the fewest windows
+    of at most `QUERY_WINDOW_WORDS` words, all of (nearly) equal length, so no window
+    is a short tail whose vector says little. Past `MAX_QUERY_WINDOWS` full windows
+    the windows are spread evenly over the text.
     """
     words = query.split()
-    if len(words) <= QUERY_WINDOW_WORDS:
+    size = QUERY_WINDOW_WORDS
+    if len(words) <= size:
         return [" ".join(words) or query]
-    starts = list(
-        range(0, len(words) - QUERY_WINDOW_WORDS + QUERY_WINDOW_STRIDE, QUERY_WINDOW_STRIDE)
-    )
-    if len(starts) > MAX_QUERY_WINDOWS:
-        step = (len(starts) - 1) / (MAX_QUERY_WINDOWS - 1)
-        starts = [starts[round(i * step)] for i in range(MAX_QUERY_WINDOWS)]
-    return [" ".join(words[s : s + QUERY_WINDOW_WORDS]) for s in starts]
+    count = -(-len(words) // size)  # ceiling division
+    if count > MAX_QUERY_WINDOWS:
+        step = (len(words) - size) / (MAX_QUERY_WINDOWS - 1)
+        starts = [round(i * step) for i in range(MAX_QUERY_WINDOWS)]
+        return [" ".join(words[s : s + size]) for s in starts]
+    bounds = [round(i * len(words) / count) for i in range(count + 1)]
+    return [" ".join(words[a:b]) for a, b in itertools.pairwise(bounds)]
