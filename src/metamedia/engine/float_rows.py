@@ -10,7 +10,10 @@ to the file and `rebase` swaps in a longer mapping. No I/O happens here.
 The half-precision kind ("hnsw_fp16") hands out its rows as a `FloatRows` whose base
 is a float16 view of faiss's own storage codes: every read (`take`, indexing, `rows`,
 `dot_top`) converts just the rows it gathers to float32, so callers see float32 rows
-and no second copy of the catalog exists.
+and no second copy of the catalog exists. Exact search's inner products over such
+rows (`dot`) go through the C kernel `_halfdot` when the build compiled it: it reads
+each gathered row in place and converts and multiplies in one pass (AVX2 + F16C + FMA
+where the CPU has them), where numpy must gather, widen and then multiply.
 """
 
 from __future__ import annotations
@@ -19,6 +22,15 @@ import numpy as np
 import numpy.typing as npt
 
 from metamedia.engine.vectors import FloatArray, top_k
+
+try:  # compiled by `pip install` when a C compiler is at hand (see pyproject.toml)
+    from metamedia.engine import _halfdot
+except ImportError:  # pragma: no cover - a build without a compiler: numpy serves
+    _halfdot = None  # type: ignore[assignment]
+
+# The kernel exact search uses over float16 rows, or None for the numpy path
+# (`half_dot`). Module-level so tests can force the fallback and compare the two.
+HALF_KERNEL = None if _halfdot is None else _halfdot.half_dot_at
 
 IntArray = npt.NDArray[np.int64]
 BaseArray = npt.NDArray[np.float32] | npt.NDArray[np.float16]
@@ -60,6 +72,28 @@ def half_dot(halves: BaseArray, query: FloatArray) -> FloatArray:
     sims: FloatArray = bits.view(np.float32) @ query
     sims *= _HALF_SCALE
     return sims
+
+
+def half_dot_at(halves: BaseArray, positions: IntArray, query: FloatArray) -> FloatArray:
+    """`half_dot(halves[positions], query)`, through the C kernel when it is built:
+    float32 inner products of the float16 rows at `positions` (each in [0, n)) with
+    `query`.
+
+    The kernel wants C-contiguous float16 rows, int64 positions and a float32 query;
+    other inputs are made so (a copy of the small ones only) or, for rows that are not
+    contiguous, left to numpy. A negative position raises IndexError on the kernel's
+    path rather than counting from the end.
+    """
+    kernel = HALF_KERNEL
+    if kernel is None or not halves.flags.c_contiguous:
+        return half_dot(halves[positions], query)
+    if positions.dtype != np.int64 or not positions.flags.c_contiguous:
+        positions = np.ascontiguousarray(positions, dtype=np.int64)
+    if query.dtype != np.float32 or not query.flags.c_contiguous:
+        query = np.ascontiguousarray(query, dtype=np.float32)
+    out = np.empty(positions.shape[0], dtype=np.float32)
+    kernel(halves, positions, query, out)
+    return out
 
 
 def _as_float(rows: BaseArray) -> FloatArray:
@@ -161,7 +195,7 @@ class FloatRows:
         The short path of exact search: no range checks or copies beyond the gather."""
         if self._tail_rows == 0:
             if self._base.dtype == np.float16:
-                return half_dot(self._base[positions], query)
+                return half_dot_at(self._base, positions, query)
             sims: FloatArray = self._base[positions] @ query
             return sims
         taken: FloatArray = self.take(positions) @ query
