@@ -47,6 +47,7 @@ _GONE = ItemAttributes(type="", tenant="\x00removed")
 SAVE_EVERY_S = 30.0
 PASSAGES_PER_ITEM = 3  # passages fetched per wanted item: items average ~2.5 passages
 COMPACT_TOMBSTONE_FRACTION = 0.3
+PAYLOAD_READ_ROWS = 2_000  # catalog rows read at a time when a loaded index gets its filters
 
 
 def index_kind(settings: Settings, size: int) -> IndexKind:
@@ -246,7 +247,13 @@ class IndexManager:
     def _payload_for(self, index: VectorIndex) -> PayloadColumns:
         keys = index.key_at(np.arange(index.positions, dtype=np.int64))
         live = [int(k) for k in index.live_keys()]
-        attrs = {row.pk: row.attributes for row in self.repo.index_rows(live, self.space)}
+        attrs: dict[int, ItemAttributes] = {}
+        # A slice at a time: the rows carry vectors and texts besides the attributes,
+        # and the whole catalog's at once (~110 MB for 36k films) left the heap that
+        # much larger for good after they were freed.
+        for start in range(0, len(live), PAYLOAD_READ_ROWS):
+            rows = self.repo.index_rows(live[start : start + PAYLOAD_READ_ROWS], self.space)
+            attrs.update((row.pk, row.attributes) for row in rows)
         gone = [k for k in live if k not in attrs]
         index.remove(np.asarray(gone, dtype=np.int64))
         payload = PayloadColumns(capacity=index.positions)
