@@ -28,7 +28,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from metamedia.engine.onnx_export import ONNX_OPSET, export_in_subprocess, offline_environment
+from metamedia.engine.onnx_export import (
+    ONNX_OPSET,
+    ONNX_WEIGHTS_LAYOUT,
+    export_in_subprocess,
+    offline_environment,
+)
 from metamedia.engine.vectors import FloatArray, normalize
 
 MODEL_DIM = 384
@@ -114,6 +119,7 @@ def _fingerprint(model_dir: Path) -> str:
     digest.update((model_dir / "config.json").read_bytes())
     # Same string as torch.__version__ (local tag included), so earlier exports stay valid.
     digest.update(f"torch={_package_version('torch')};opset={ONNX_OPSET}".encode())
+    digest.update(f";weights={ONNX_WEIGHTS_LAYOUT}".encode())
     return digest.hexdigest()[:16]
 
 
