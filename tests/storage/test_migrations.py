@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from metamedia.domain import SearchRequest
 from metamedia.engine.payload import maturity_level
 from metamedia.storage.sql_migrate import (
+    HEAD_REVISION,
     alembic_config,
     current_revision,
     head_revision,
@@ -321,3 +322,9 @@ def test_downgrades_run_on_sqlite(tmp_path: Path, revision: str) -> None:
     upgrade_database(engine)
     assert schema_diff(engine) == []
     engine.dispose()
+
+
+def test_the_head_revision_constant_names_the_newest_script() -> None:
+    """Opening a database at HEAD_REVISION skips Alembic entirely, so the constant
+    must move with every new revision."""
+    assert head_revision() == HEAD_REVISION

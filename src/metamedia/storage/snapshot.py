@@ -28,9 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-
 from metamedia.errors import MetaMediaError
 from metamedia.storage.records import DatabaseDump
 from metamedia.storage.sql_migrate import alembic_config
@@ -294,6 +291,10 @@ def known_revision(revision: str | None) -> bool:
     """Whether this code's migrations know `revision` (None: a store made before them)."""
     if revision is None:
         return True
+    # Imported here: a backup or restore needs Alembic, a serving process does not.
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
     try:
         return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
     except CommandError:
