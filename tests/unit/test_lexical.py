@@ -122,3 +122,132 @@ def test_body_length_prior_is_relative_to_the_tenants_mean() -> None:
     assert prior[0] > 0 > prior[2]
     assert prior[3] == prior[4] == 0.0
     assert index.body_length_at("nobody", np.array([0, 1])).tolist() == [0.0, 0.0]
+
+
+# -- the compact layout of a loaded index (base arrays plus an appended tail) ----------
+
+_WORDS = "harbour keeper island storm robot heist ghost ship winter train detective".split()
+
+
+def _varied_docs(start: int, count: int) -> list[LexicalDoc]:
+    """Documents with shared and new words, alternate titles, two tenants, private ones."""
+    docs = []
+    for i in range(start, start + count):
+        words = " ".join(_WORDS[(i * k) % len(_WORDS)] for k in (1, 3, 7))
+        titles: tuple[str, ...] = (f"The {_WORDS[i % len(_WORDS)].title()} {i % 5}",)
+        if i % 4 == 0:
+            titles = (*titles, f"Alt{i}", "Shared Title")
+        docs.append(
+            LexicalDoc(
+                tenant="t" if i % 3 else "u",
+                public=i % 7 != 0,
+                titles=titles,
+                body=f"{words} {words.split()[0]} word{i} story",
+            )
+        )
+    return docs
+
+
+def _assert_same(a: LexicalIndex, b: LexicalIndex) -> None:
+    """Every read answers the same, to the bit, and both save the same arrays."""
+    assert len(a) == len(b)
+    probe = np.arange(-2, len(a) + 2, dtype=np.int64)
+    for tenant in ("t", "u", "nobody"):
+        for query in ("harbour keeper story", "ghost ship word12", "Shared Title", "zzz", ""):
+            x, y = a.search(query, tenant, 50), b.search(query, tenant, 50)
+            assert x.positions.tolist() == y.positions.tolist()
+            assert x.title_scores.tobytes() == y.title_scores.tobytes()
+            assert x.body_scores.tobytes() == y.body_scores.tobytes()
+            features = zip(
+                a.scores_at(query, tenant, probe), b.scores_at(query, tenant, probe), strict=True
+            )
+            assert all(u.tobytes() == v.tobytes() for u, v in features)
+        assert (
+            a.body_length_at(tenant, probe).tobytes() == b.body_length_at(tenant, probe).tobytes()
+        )
+    for title in ("Shared Title", "the harbour 1", "Harbour 1", "Alt8", "alt40", "Ghost 3", "x"):
+        assert a.title_positions(title).tolist() == b.title_positions(title).tolist()
+    _assert_same_state(a.state(), b.state())
+
+
+def _assert_same_state(sa: dict[str, np.ndarray], sb: dict[str, np.ndarray]) -> None:
+    """The same arrays, but for the order of terms within a document's forward row
+    (it means nothing, and a loaded index lists them by term id)."""
+    sa, sb = _rows_by_term(sa), _rows_by_term(sb)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert sa[key].dtype == sb[key].dtype, key
+        assert np.array_equal(sa[key], sb[key]), key
+
+
+def _rows_by_term(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = dict(state)
+    for name in ("title", "body"):
+        indptr = state[f"{name}_indptr"]
+        rows = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+        order = np.lexsort((state[f"{name}_terms"], rows))
+        out[f"{name}_terms"] = state[f"{name}_terms"][order]
+        out[f"{name}_tf"] = state[f"{name}_tf"][order]
+    return out
+
+
+def test_a_loaded_index_saves_exactly_what_it_loaded() -> None:
+    index = _index(_varied_docs(0, 40))
+    index.remove([2, 9])
+    state = index.state()
+    loaded = LexicalIndex.from_state({k: v.copy() for k, v in state.items()})
+    _assert_same_state(state, loaded.state())
+    _assert_same(loaded, index)
+    again = loaded.state()  # saved by a loaded index: exactly what it loads
+    for key, value in LexicalIndex.from_state(again).state().items():
+        assert value.dtype == again[key].dtype and np.array_equal(value, again[key]), key
+
+
+def test_a_loaded_index_appended_and_removed_matches_one_built_directly() -> None:
+    first, later = _varied_docs(0, 40), _varied_docs(40, 25)
+    loaded = LexicalIndex.from_state(_index(first).state())
+    direct = _index(first)
+    _assert_same(loaded, direct)
+    for index in (loaded, direct):
+        index.append(later[:10])
+        index.remove([0, 4, 41, 12])  # base and appended positions, public and private
+        index.append(later[10:])
+        index.remove([8, 60, 999, -1])
+    _assert_same(loaded, direct)
+    _assert_same(LexicalIndex.from_state(loaded.state()), direct)
+    assert 8 not in loaded.title_positions("Shared Title").tolist()
+    assert loaded.title_positions("Shared Title").tolist() == [*range(16, 60, 4), 64]
+
+
+def test_appends_past_the_delta_limit_fold_into_the_base_and_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import metamedia.engine.lexical as lexical
+
+    monkeypatch.setattr(lexical, "DELTA_LIMIT", 6)
+    docs = _varied_docs(0, 60)
+    direct = _index(docs[:30])  # over the limit: one bulk build
+    loaded = LexicalIndex.from_state(direct.state())
+    direct.append(docs[30:])
+    for i, doc in enumerate(docs[30:]):
+        loaded.append([doc])  # one at a time: rebuilt every few appends
+        if i % 9 == 0:
+            loaded.remove([i, 30 + i])
+            direct.remove([i, 30 + i])
+    assert loaded._body.base_n > 30  # some appends were folded into the base
+    _assert_same(loaded, direct)
+    again = LexicalIndex.from_state(loaded.state())
+    _assert_same(again, direct)
+    again.append(_varied_docs(60, 3))
+    direct.append(_varied_docs(60, 3))
+    _assert_same(again, direct)
+
+
+def test_a_title_shared_by_loaded_and_appended_positions_lists_live_ones_in_order() -> None:
+    loaded = LexicalIndex.from_state(_index([_doc("Heat", "a"), _doc("Other", "b")]).state())
+    loaded.append([_doc("Heat", "c"), _doc("heat", "d")])
+    assert loaded.title_positions("Heat").tolist() == [0, 2, 3]
+    loaded.remove([2])
+    assert loaded.title_positions("HEAT").tolist() == [0, 3]
+    loaded.remove([0])
+    assert loaded.title_positions("heat").tolist() == [3]

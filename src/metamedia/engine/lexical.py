@@ -16,6 +16,11 @@ exists. Private items are still scored, with their tenant's public statistics.
 
 Positions are appended in the same order as the vector index's, so the
 payload filter mask over vector positions applies here unchanged.
+
+Everything a loaded index holds is a handful of flat arrays (postings, sorted
+vocabulary, packed title keys) plus a small tail of what was appended since the
+last rebuild: the 36k-film catalog costs ~18 MB resident, where a Python object
+per row, key and term cost ~67 MB.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +48,7 @@ B = 0.75
 MAX_QUERY_TERMS = 256  # distinct stems scored per query (an 8,000-character request has ~500)
 DELTA_LIMIT = 4096  # appended positions kept in side postings before the arrays are rebuilt
 STATE_FORMAT = 3  # bumped when the saved layout or the title keys change
+STEM_CACHE_LIMIT = 50_000  # memoised stems before the memo starts over (was 500,000: ~75 MB)
 
 STOPWORDS = frozenset(
     (
@@ -59,7 +66,9 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
 class Analyzer:
-    """Folded, stop-worded, Snowball-stemmed words; stems are memoised."""
+    """Folded, stop-worded, Snowball-stemmed words; stems are memoised (up to
+    STEM_CACHE_LIMIT words, ~150 bytes each: a long-running server sees every word of
+    every query, and re-stemming a word after a clear costs a microsecond)."""
 
     def __init__(self) -> None:
         self._stemmer = Stemmer.Stemmer("english")
@@ -70,7 +79,7 @@ class Analyzer:
         cache = self._cache
         missing = [w for w in set(words) if w not in cache]
         if missing:
-            if len(cache) > 500_000:
+            if len(cache) > STEM_CACHE_LIMIT:
                 cache.clear()
             cache.update(zip(missing, self._stemmer.stemWords(missing), strict=True))
         return [cache[w] for w in words]
@@ -96,44 +105,140 @@ class LexicalHits:
 
 
 class _Field:
-    """Forward rows and postings of one field."""
+    """Postings of one field (by term: positions and term frequencies), and the rows
+    appended since they were last built.
+
+    The postings are CSR arrays over the whole base (a loaded state, or every row at
+    the last rebuild); rows appended since (at most 2 x DELTA_LIMIT, then they are
+    folded in) keep their forward rows and side postings in `array` buffers. The
+    base keeps no forward rows: they are the postings transposed, and only removal
+    (which terms a retired document held) and saving read them, so both scan the
+    postings instead of the index holding every term twice. One numpy object per
+    row, as this once kept, costs several times the data it holds.
+    """
 
     def __init__(self) -> None:
-        self.rows_terms: list[npt.NDArray[np.int32]] = []
-        self.rows_tf: list[npt.NDArray[np.float32]] = []
+        self.tail_terms: list[npt.NDArray[np.int32]] = []
+        self.tail_tf: list[FloatArray] = []
         self.lengths = _Growing(np.float32)
-        self.base_n = 0
+        self.base_n = 0  # rows in the postings arrays
         self.indptr: IntArray = np.zeros(1, dtype=np.int64)
         self.post_pos: npt.NDArray[np.int32] = np.empty(0, dtype=np.int32)
         self.post_tf: FloatArray = np.empty(0, dtype=np.float32)
-        self.delta: dict[int, list[tuple[int, float]]] = {}
+        self.delta: dict[int, tuple[array[int], array[float]]] = {}
+        self._norm: tuple[float, int, FloatArray] | None = None
+
+    def load(
+        self,
+        rows: tuple[IntArray, npt.NDArray[np.int32], FloatArray],
+        lengths: FloatArray,
+        vocab_size: int,
+    ) -> None:
+        """Postings of saved forward rows (indptr, terms, tf)."""
+        indptr, terms, tfs = rows
+        n = indptr.shape[0] - 1
+        positions = np.repeat(np.arange(n, dtype=np.int32), np.diff(indptr))
+        self._build(positions, terms, tfs, vocab_size)
+        self.base_n = n
+        self.tail_terms, self.tail_tf, self.delta, self._norm = [], [], {}, None
+        self.lengths = _Growing(np.float32, lengths)
 
     def append(self, pos: int, terms: list[int], index_delta: bool) -> npt.NDArray[np.int32]:
         counts = Counter(terms)
         ids = np.fromiter(counts.keys(), dtype=np.int32, count=len(counts))
         tfs = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-        self.rows_terms.append(ids)
-        self.rows_tf.append(tfs)
+        self.tail_terms.append(ids)
+        self.tail_tf.append(tfs)
         self.lengths.append(float(len(terms)))
         if index_delta:
             delta = self.delta
             for term, tf in counts.items():
-                delta.setdefault(term, []).append((pos, float(tf)))
+                side = delta.get(term)
+                if side is None:
+                    side = delta[term] = (array("i"), array("f"))
+                side[0].append(pos)
+                side[1].append(float(tf))
         return ids
 
+    def __len__(self) -> int:
+        return self.base_n + len(self.tail_terms)
+
+    def _posting_terms(self) -> npt.NDArray[np.int32]:
+        """The term of every base posting."""
+        vocab = self.indptr.shape[0] - 1
+        return np.repeat(np.arange(vocab, dtype=np.int32), np.diff(self.indptr))
+
+    def _tail(self) -> tuple[IntArray, npt.NDArray[np.int32], npt.NDArray[np.int32], FloatArray]:
+        """The appended rows flat: (row sizes, position, term, tf) in position order."""
+        sizes = np.fromiter((r.shape[0] for r in self.tail_terms), dtype=np.int64)
+        first = self.base_n
+        positions = np.repeat(np.arange(first, first + sizes.shape[0], dtype=np.int32), sizes)
+        terms = np.asarray(_concat(self.tail_terms, np.int32), dtype=np.int32)
+        tfs = np.asarray(_concat(self.tail_tf, np.float32), dtype=np.float32)
+        return sizes, positions, terms, tfs
+
+    def terms_of(self, positions: IntArray) -> tuple[IntArray, npt.NDArray[np.int32]]:
+        """Terms of the rows at (distinct) `positions`: (position, term) pairs."""
+        base = positions[positions < self.base_n]
+        member = np.zeros(self.base_n, dtype=np.bool_)
+        member[base] = True
+        hit = np.flatnonzero(member[self.post_pos]) if base.shape[0] else np.empty(0, np.int64)
+        owner_b = self.post_pos[hit].astype(np.int64)
+        terms_b = (np.searchsorted(self.indptr, hit, side="right") - 1).astype(np.int32)
+        tail = positions[positions >= self.base_n].tolist()
+        rows = [self.tail_terms[p - self.base_n] for p in tail]
+        sizes = np.fromiter((r.shape[0] for r in rows), dtype=np.int64, count=len(rows))
+        owner_t = np.repeat(np.asarray(tail, dtype=np.int64), sizes)
+        return np.concatenate([owner_b, owner_t]), np.concatenate(
+            [terms_b, _concat(rows, np.int32)]
+        )
+
+    def rows(self) -> tuple[IntArray, npt.NDArray[np.int32], FloatArray]:
+        """All forward rows as CSR (indptr, terms, tf); a base row lists its terms by id
+        (the order within a row means nothing: every reader sorts or counts)."""
+        by_row = np.argsort(self.post_pos, kind="stable")
+        tail_sizes, _, tail_terms, tail_tf = self._tail()
+        sizes = np.concatenate([np.bincount(self.post_pos, minlength=self.base_n), tail_sizes])
+        indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        terms = np.concatenate([self._posting_terms()[by_row], tail_terms]).astype(np.int32)
+        tfs = np.concatenate([self.post_tf[by_row], tail_tf]).astype(np.float32)
+        return indptr, terms, tfs
+
     def rebuild_postings(self, vocab_size: int) -> None:
-        n = len(self.rows_terms)
-        sizes = np.fromiter((r.shape[0] for r in self.rows_terms), dtype=np.int64, count=n)
-        terms = np.concatenate(self.rows_terms) if n else np.empty(0, dtype=np.int32)
-        tfs = np.concatenate(self.rows_tf) if n else np.empty(0, dtype=np.float32)
-        positions = np.repeat(np.arange(n, dtype=np.int32), sizes)
+        """Fold the appended rows into the postings."""
+        _, tail_pos, tail_terms, tail_tf = self._tail()
+        self._build(
+            np.concatenate([self.post_pos, tail_pos]),
+            np.concatenate([self._posting_terms(), tail_terms]),
+            np.concatenate([self.post_tf, tail_tf]),
+            vocab_size,
+        )
+        self.base_n += len(self.tail_terms)
+        self.tail_terms, self.tail_tf, self.delta = [], [], {}
+
+    def _build(
+        self,
+        positions: npt.NDArray[np.int32],
+        terms: npt.NDArray[np.int32],
+        tfs: FloatArray,
+        vocab_size: int,
+    ) -> None:
+        """Postings of (position, term, tf) triples listed in position order (a stable
+        sort by term keeps each term's positions ascending)."""
         order = np.argsort(terms, kind="stable")
-        self.post_pos = positions[order]
-        self.post_tf = tfs[order]
+        self.post_pos = positions[order].astype(np.int32, copy=False)
+        self.post_tf = tfs[order].astype(np.float32, copy=False)
         counts = np.bincount(terms, minlength=vocab_size)
         self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.base_n = n
-        self.delta = {}
+
+    def norm(self, avg: float) -> FloatArray:
+        """BM25's length norm of every row for a mean length `avg`, kept for the next
+        query (a tenant's mean moves only when its documents change)."""
+        n = len(self.lengths)
+        if self._norm is None or self._norm[0] != avg or self._norm[1] != n:
+            lengths = np.asarray(self.lengths.view, dtype=np.float32)
+            self._norm = (avg, n, K1 * (1.0 - B + B * lengths / avg))
+        return self._norm[2]
 
     def postings(self, term: int) -> tuple[npt.NDArray[np.int32], FloatArray]:
         if term + 1 < self.indptr.shape[0]:
@@ -143,8 +248,9 @@ class _Field:
             pos, tf = np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32)
         extra = self.delta.get(term)
         if extra:
-            pos = np.concatenate([pos, np.fromiter((p for p, _ in extra), dtype=np.int32)])
-            tf = np.concatenate([tf, np.fromiter((t for _, t in extra), dtype=np.float32)])
+            # Copied out at once: a live view would pin the buffers against growing.
+            pos = np.concatenate([pos, np.frombuffer(extra[0], dtype=np.int32)])
+            tf = np.concatenate([tf, np.frombuffer(extra[1], dtype=np.float32)])
         return pos, tf
 
 
@@ -209,19 +315,200 @@ class _TenantStats:
         return np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
+class _TitleKeys:
+    """Each position's exact-title keys, and the live positions filed under each key.
+
+    The base (a loaded state, or every position at the last rebuild) is the saved
+    packing itself: one byte buffer of every position's keys ("\\x1f" between keys,
+    "\\n" between positions) with the offsets of its segments, and the live
+    (key, position) pairs as sorted key hashes beside their positions. A lookup
+    bisects the hashes and confirms the key in each candidate's own segment (a hash
+    may collide). Positions appended since sit in a dict until the next rebuild. A
+    tuple of strings per position and a list per key would cost ten times the buffer.
+    Removed positions stay filed: a lookup keeps live positions only.
+    """
+
+    def __init__(self) -> None:
+        self.blob: npt.NDArray[np.uint8] = np.empty(0, dtype=np.uint8)
+        self.bounds: IntArray = np.zeros(1, dtype=np.int64)  # segment p ends at bounds[p+1]-1
+        self.hashes: IntArray = np.empty(0, dtype=np.int64)
+        self.holders: npt.NDArray[np.int32] = np.empty(0, dtype=np.int32)
+        self.tail: list[tuple[str, ...]] = []
+        self.tail_index: dict[str, list[int]] = {}
+
+    @property
+    def base_n(self) -> int:
+        return int(self.bounds.shape[0]) - 1
+
+    def __len__(self) -> int:
+        return self.base_n + len(self.tail)
+
+    def load(self, packed: npt.NDArray[np.uint8]) -> None:
+        """Adopt a saved packing as the base (no positions filed yet: see `file_live`)."""
+        self.blob = packed
+        if packed.shape[0] == 0:  # no segments at all, as `_unpack_strings` reads it
+            self.bounds = np.zeros(1, dtype=np.int64)
+        else:
+            breaks = np.flatnonzero(packed == ord("\n")).astype(np.int64) + 1
+            self.bounds = np.concatenate([[0], breaks, [packed.shape[0] + 1]]).astype(np.int64)
+        self.tail, self.tail_index = [], {}
+
+    def file_live(self, live: BoolArray) -> None:
+        """File the base's live positions under the hashes of their keys (one key string
+        at a time: a list of every key would leave the heap fragmented for good)."""
+        pairs = np.fromiter(
+            itertools.chain.from_iterable(
+                (hash(key), pos)
+                for pos in np.flatnonzero(live[: self.base_n]).tolist()
+                for key in self.keys_of(pos)
+            ),
+            dtype=np.int64,
+        ).reshape(-1, 2)
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        self.hashes = np.ascontiguousarray(pairs[order, 0])
+        self.holders = pairs[order, 1].astype(np.int32)
+
+    def append(self, pos: int, keys: tuple[str, ...]) -> None:
+        self.tail.append(keys)
+        for key in keys:
+            self.tail_index.setdefault(key, []).append(pos)
+
+    def keys_of(self, pos: int) -> tuple[str, ...]:
+        if pos >= self.base_n:
+            return self.tail[pos - self.base_n]
+        lo, hi = int(self.bounds[pos]), int(self.bounds[pos + 1]) - 1
+        return tuple(k for k in self.blob[lo:hi].tobytes().decode().split("\x1f") if k)
+
+    def lookup(self, key: str, live: BoolArray) -> list[int]:
+        """Live positions holding `key`, ascending."""
+        h = hash(key)
+        lo = int(np.searchsorted(self.hashes, h, side="left"))
+        hi = int(np.searchsorted(self.hashes, h, side="right"))
+        found: list[int] = []
+        for pos in dict.fromkeys(self.holders[lo:hi].tolist()):
+            if live[pos]:
+                found.extend([pos] * self.keys_of(pos).count(key))
+        found.extend(p for p in self.tail_index.get(key, ()) if live[p])
+        return found
+
+    def packed(self) -> npt.NDArray[np.uint8]:
+        """Every position's keys in the saved packing (see `_pack_strings`)."""
+        tail = ["\x1f".join(keys) for keys in self.tail]
+        if self.base_n == 0:
+            return _pack_strings(tail)
+        if not tail:
+            return self.blob.copy()
+        return np.concatenate([self.blob, np.frombuffer(b"\n", np.uint8), _pack_strings(tail)])
+
+    def compact(self, live: BoolArray) -> None:
+        """Fold the appended positions into the base and file the live ones anew."""
+        if self.tail:
+            self.load(self.packed())
+        self.file_live(live)
+
+
+class _Vocabulary:
+    """Term ids, in the order terms were first seen.
+
+    The terms known at load (or at the last rebuild) sit in one sorted fixed-width
+    byte array beside their ids, and a query's distinct words are bisected in one
+    call; terms added since, and the rare very long ones, sit in a dict. A dict of
+    every term (a string and an int object each) costs five times the array.
+    """
+
+    WIDTH_CAP = 24  # bytes; longer terms stay in the dict rather than widen every row
+
+    def __init__(self) -> None:
+        self.sorted_terms: npt.NDArray[np.bytes_] = np.empty(0, dtype="S1")
+        self.sorted_ids: npt.NDArray[np.int32] = np.empty(0, dtype=np.int32)
+        self.extra: dict[str, int] = {}
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def load(self, packed: npt.NDArray[np.uint8]) -> None:
+        """Terms by id, packed as `_pack_strings` packs them (a later duplicate wins, as
+        in a dict built from them). Read straight from the bytes: a string object per
+        term, even a passing one, leaves the heap fragmented."""
+        packed.tobytes().decode()  # refuse what `_unpack_strings` refuses
+        starts, lengths = _segments(packed, ord("\n"))
+        short = lengths <= self.WIDTH_CAP
+        ids = np.flatnonzero(short)
+        width = max(int(lengths[short].max()) if ids.shape[0] else 1, 1)
+        table = _fixed_width(packed, starts[short], lengths[short], width)
+        order = np.argsort(table, kind="stable")
+        self.sorted_terms = table[order]
+        self.sorted_ids = ids[order].astype(np.int32)
+        self.extra = {
+            packed[a : a + n].tobytes().decode(): i
+            for i, a, n in zip(
+                np.flatnonzero(~short).tolist(),
+                starts[~short].tolist(),
+                lengths[~short].tolist(),
+                strict=True,
+            )
+        }
+        self.size = int(starts.shape[0])
+
+    def find(self, terms: list[str]) -> list[int]:
+        """Ids of distinct `terms` (-1 where unknown)."""
+        found = [self.extra.get(t, -1) for t in terms]
+        table = self.sorted_terms
+        if table.shape[0] == 0 or not terms:
+            return found
+        width = table.dtype.itemsize
+        encoded = [t.encode() for t in terms]
+        fits = [i for i, e in enumerate(encoded) if len(e) <= width]
+        probe = np.array([encoded[i] for i in fits], dtype=table.dtype)
+        at = np.searchsorted(table, probe, side="right") - 1
+        safe = np.maximum(at, 0)
+        hit = (at >= 0) & (table[safe] == probe)
+        for i, tid in zip(fits, np.where(hit, self.sorted_ids[safe], -1).tolist(), strict=True):
+            if tid >= 0:
+                found[i] = tid
+        return found
+
+    def ids(self, terms: list[str]) -> list[int]:
+        """Ids of `terms`, new ones numbered in order of first occurrence."""
+        distinct = list(dict.fromkeys(terms))
+        mapping: dict[str, int] = {}
+        for term, tid in zip(distinct, self.find(distinct), strict=True):
+            if tid < 0:
+                tid = self.extra[term] = self.size
+                self.size += 1
+            mapping[term] = tid
+        return [mapping[t] for t in terms]
+
+    def in_order(self) -> list[str]:
+        """Every term, by id."""
+        out = [""] * self.size
+        for raw, tid in zip(self.sorted_terms.tolist(), self.sorted_ids.tolist(), strict=True):
+            out[tid] = raw.decode()
+        for term, tid in self.extra.items():
+            out[tid] = term
+        return out
+
+    def compact(self) -> None:
+        """Fold the terms added since into the sorted array."""
+        if len(self.extra) > 0:
+            self.load(_pack_strings(self.in_order()))
+
+
 class LexicalIndex:
     """BM25 (title and body fields) with exact-title lookup, addressed by position."""
 
     def __init__(self) -> None:
         self.analyzer = Analyzer()
-        self._vocab: dict[str, int] = {}
+        self._vocab = _Vocabulary()
         self._title = _Field()
         self._body = _Field()
-        self._tenant_of: list[str] = []
+        self._tenants: list[str] = []  # tenant names by code
+        self._tenant_code: dict[str, int] = {}
+        self._tenant_of = _Growing(np.int32)
         self._public = _Growing(np.bool_)
         self._live = _Growing(np.bool_)
-        self._title_keys: list[tuple[str, ...]] = []
-        self._titles: dict[str, list[int]] = {}
+        self._keys = _TitleKeys()
         self._stats: dict[str, _TenantStats] = {}
         self._version = 0  # bumped by every removal (appends change the length)
         self._memo: tuple[tuple[str, str, int, int], FloatArray, FloatArray, FloatArray] | None = (
@@ -233,15 +520,12 @@ class LexicalIndex:
 
     # -- writes -------------------------------------------------------------
 
-    def _ids(self, terms: list[str]) -> list[int]:
-        vocab = self._vocab
-        out = []
-        for term in terms:
-            tid = vocab.get(term)
-            if tid is None:
-                tid = vocab[term] = len(vocab)
-            out.append(tid)
-        return out
+    def _code(self, tenant: str) -> int:
+        code = self._tenant_code.get(tenant)
+        if code is None:
+            code = self._tenant_code[tenant] = len(self._tenants)
+            self._tenants.append(tenant)
+        return code
 
     def append(self, docs: Sequence[LexicalDoc]) -> None:
         """Add documents at the next positions (one per doc, in order)."""
@@ -249,43 +533,43 @@ class LexicalIndex:
         counted: dict[str, list[int]] = {}
         for doc in docs:
             pos = len(self._live)
-            self._title.append(pos, self._ids(self.analyzer.terms(" ".join(doc.titles))), not bulk)
+            self._title.append(
+                pos, self._vocab.ids(self.analyzer.terms(" ".join(doc.titles))), not bulk
+            )
             body_terms = self.analyzer.terms(" ".join((*doc.titles, doc.body)))
-            self._body.append(pos, self._ids(body_terms), not bulk)
-            self._tenant_of.append(doc.tenant)
+            self._body.append(pos, self._vocab.ids(body_terms), not bulk)
+            self._tenant_of.append(self._code(doc.tenant))
             self._public.append(doc.public)
             self._live.append(True)
-            keys = tuple(
-                dict.fromkeys(
-                    k
-                    for strict, loose in map(title_keys, doc.titles)
-                    for k in (f"={strict}", f"~{loose}")
-                    if len(k) > 1
-                )
-            )
-            self._title_keys.append(keys)
-            for key in keys:
-                self._titles.setdefault(key, []).append(pos)
+            self._keys.append(pos, _doc_title_keys(doc.titles))
             if doc.public:
                 counted.setdefault(doc.tenant, []).append(pos)
         for tenant, positions in counted.items():
             self._count(tenant, positions, +1)
         if len(self._live) - self._body.base_n > DELTA_LIMIT or bulk:
-            self._title.rebuild_postings(len(self._vocab))
-            self._body.rebuild_postings(len(self._vocab))
+            self._rebuild()
 
-    def _count(self, tenant: str, positions: list[int], sign: int) -> None:
+    def _rebuild(self) -> None:
+        """Fold everything appended since the last rebuild into the compact bases."""
+        self._title.rebuild_postings(len(self._vocab))
+        self._body.rebuild_postings(len(self._vocab))
+        self._vocab.compact()
+        self._keys.compact(np.asarray(self._live.view, dtype=np.bool_))
+
+    def _count(self, tenant: str, positions: Sequence[int] | IntArray, sign: int) -> None:
+        """Count (sign=+1) or uncount (-1) distinct positions in a tenant's statistics."""
         stats = self._stats.setdefault(tenant, _TenantStats())
-        distinct = [
-            np.union1d(self._title.rows_terms[p], self._body.rows_terms[p]).astype(np.int32)
-            for p in positions
-        ]
-        lengths_t = self._title.lengths.view
-        lengths_b = self._body.lengths.view
+        at = np.asarray(positions, dtype=np.int64)
+        owner_t, terms_t = self._title.terms_of(at)
+        owner_b, terms_b = self._body.terms_of(at)
+        distinct = _distinct_per_owner(
+            np.concatenate([owner_t, owner_b]), np.concatenate([terms_t, terms_b])
+        )
+        # Lengths are whole numbers: a float64 sum is exact in any order.
         stats.add(
-            np.concatenate(distinct) if distinct else np.empty(0, dtype=np.int32),
-            float(sum(float(lengths_t[p]) for p in positions)),
-            float(sum(float(lengths_b[p]) for p in positions)),
+            distinct,
+            float(self._title.lengths.view[at].sum(dtype=np.float64)),
+            float(self._body.lengths.view[at].sum(dtype=np.float64)),
             sign,
         )
         stats.docs += sign * len(positions)
@@ -294,18 +578,13 @@ class LexicalIndex:
         """Retire positions (their item was updated or deleted)."""
         live = self._live.view
         public = self._public.view
+        tenant_of = self._tenant_of.view
         uncount: dict[str, list[int]] = {}
         for pos in positions:
             if 0 <= pos < live.shape[0] and live[pos]:
                 live[pos] = False
                 if public[pos]:
-                    uncount.setdefault(self._tenant_of[pos], []).append(pos)
-                for key in self._title_keys[pos]:
-                    holders = self._titles.get(key)
-                    if holders is not None and pos in holders:
-                        holders.remove(pos)
-                        if not holders:
-                            del self._titles[key]
+                    uncount.setdefault(self._tenants[int(tenant_of[pos])], []).append(pos)
         for tenant, gone in uncount.items():
             self._count(tenant, gone, -1)
         self._version += 1
@@ -316,17 +595,15 @@ class LexicalIndex:
         """Live positions whose title or an alternate title is `title` as written (case,
         accents and punctuation aside); failing that, ignoring a leading article."""
         strict, loose = title_keys(title)
-        found = self._titles.get(f"={strict}") or self._titles.get(f"~{loose}") or []
+        live = np.asarray(self._live.view, dtype=np.bool_)
+        found = self._keys.lookup(f"={strict}", live) or self._keys.lookup(f"~{loose}", live)
         return np.asarray(found, dtype=np.int64)
 
     def query_terms(self, query: str) -> dict[int, float]:
         """Known query stems with their weight (1 + log of the count in the query)."""
-        counts: dict[int, int] = {}
-        for term in self.analyzer.terms(query):
-            tid = self._vocab.get(term)
-            if tid is not None:
-                counts[tid] = counts.get(tid, 0) + 1
-        return {t: 1.0 + math.log(c) for t, c in counts.items()}
+        counts = Counter(self.analyzer.terms(query))  # in order of first occurrence
+        ids = self._vocab.find(list(counts))
+        return {t: 1.0 + math.log(c) for t, c in zip(ids, counts.values(), strict=True) if t >= 0}
 
     def score_all(self, query: str, tenant: str) -> tuple[FloatArray, FloatArray]:
         """Title and body BM25 of every position (zero where no query word occurs).
@@ -395,24 +672,26 @@ class LexicalIndex:
     ) -> tuple[FloatArray, FloatArray]:
         """BM25 of every position, and the summed weight of the query words it holds."""
         avg = total_len / docs if docs > 0 else 1.0
-        avg = max(avg, 1.0)
-        lengths = np.asarray(field.lengths.view, dtype=np.float32)
-        norm = K1 * (1.0 - B + B * lengths / avg)
+        norm = field.norm(max(avg, 1.0))
         pos_parts: list[npt.NDArray[np.int32]] = []
-        weight_parts: list[FloatArray] = []
-        held_parts: list[FloatArray] = []
-        for term, w in zip(terms.tolist(), idf.tolist(), strict=True):
+        tf_parts: list[FloatArray] = []
+        sizes: list[int] = []
+        for term in terms.tolist():
             pos, tf = field.postings(term)
-            if pos.shape[0]:
-                pos_parts.append(pos)
-                weight_parts.append(w * tf * (K1 + 1.0) / (tf + norm[pos]))
-                held_parts.append(np.full(pos.shape[0], w, dtype=np.float32))
-        if not pos_parts:
+            pos_parts.append(pos)
+            tf_parts.append(tf)
+            sizes.append(pos.shape[0])
+        if not any(sizes):
             zeros = np.zeros(n, dtype=np.float32)
             return zeros, zeros
+        # All terms at once: the same float32 operations, element by element, as one
+        # term at a time (each weight is a float32 value either way).
         positions = np.concatenate(pos_parts)
-        scores = np.bincount(positions, weights=np.concatenate(weight_parts), minlength=n)
-        held = np.bincount(positions, weights=np.concatenate(held_parts), minlength=n)
+        tf = np.concatenate(tf_parts)
+        w = np.repeat(idf.astype(np.float32), sizes)
+        weights = w * tf * (K1 + 1.0) / (tf + norm[positions])
+        scores = np.bincount(positions, weights=weights, minlength=n)
+        held = np.bincount(positions, weights=w, minlength=n)
         return scores[:n].astype(np.float32), held[:n].astype(np.float32)
 
     def scores_at(
@@ -449,62 +728,126 @@ class LexicalIndex:
     # -- persistence --------------------------------------------------------
 
     def state(self) -> dict[str, npt.NDArray[np.generic]]:
-        terms = sorted(self._vocab, key=self._vocab.__getitem__)
-        tenants = sorted(set(self._tenant_of))
-        tenant_code = {t: i for i, t in enumerate(tenants)}
+        terms = self._vocab.in_order()
+        tenants, tenant_of = self._tenant_state()
         out: dict[str, npt.NDArray[np.generic]] = {
             "vocab": _pack_strings(terms),
             "tenants": _pack_strings(tenants),
-            "tenant_of": np.asarray([tenant_code[t] for t in self._tenant_of], dtype=np.int32),
+            "tenant_of": tenant_of,
             "public": np.asarray(self._public.view, dtype=np.bool_),
             "live": np.asarray(self._live.view, dtype=np.bool_),
-            "title_keys": _pack_strings(["\x1f".join(keys) for keys in self._title_keys]),
+            "title_keys": self._keys.packed(),
             "format": np.asarray([STATE_FORMAT], dtype=np.int64),
         }
         for name, field in (("title", self._title), ("body", self._body)):
-            sizes = [r.shape[0] for r in field.rows_terms]
-            out[f"{name}_indptr"] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-            out[f"{name}_terms"] = _concat(field.rows_terms, np.int32)
-            out[f"{name}_tf"] = _concat(field.rows_tf, np.float32)
+            indptr, row_terms, tfs = field.rows()
+            out[f"{name}_indptr"] = indptr.astype(np.int64)  # copies: the caller owns them
+            out[f"{name}_terms"] = row_terms.astype(np.int32)
+            out[f"{name}_tf"] = tfs.astype(np.float32)
             out[f"{name}_len"] = np.asarray(field.lengths.view, dtype=np.float32)
         return out
 
+    def _tenant_state(self) -> tuple[list[str], npt.NDArray[np.int32]]:
+        """The names of the tenants in use, sorted, and each position's code among them."""
+        codes = np.asarray(self._tenant_of.view, dtype=np.int32)
+        used = np.unique(codes).tolist()
+        tenants = sorted({self._tenants[c] for c in used})
+        rank = {t: i for i, t in enumerate(tenants)}
+        remap = np.zeros(len(self._tenants), dtype=np.int32)
+        for c in used:
+            remap[c] = rank[self._tenants[c]]
+        return tenants, remap[codes]
+
     @classmethod
     def from_state(cls, state: dict[str, npt.NDArray[np.generic]]) -> LexicalIndex:
+        """The index a `state()` saved (its title-key bytes are kept as they are, not
+        copied: the caller must not write to that array afterwards)."""
         if "format" not in state or int(np.asarray(state["format"])[0]) != STATE_FORMAT:
             raise ValueError("lexical index saved in another format; rebuild it")
         index = cls()
-        vocab = _unpack_strings(state["vocab"])
-        index._vocab = {t: i for i, t in enumerate(vocab)}
-        tenants = _unpack_strings(state["tenants"])
-        index._tenant_of = [tenants[int(c)] for c in np.asarray(state["tenant_of"]).tolist()]
+        index._vocab.load(np.asarray(state["vocab"], dtype=np.uint8))
+        index._load_tenants(_unpack_strings(state["tenants"]), state["tenant_of"])
         index._public = _Growing(np.bool_, state["public"])
         index._live = _Growing(np.bool_, state["live"])
-        index._title_keys = [
-            tuple(k for k in packed.split("\x1f") if k)
-            for packed in _unpack_strings(state["title_keys"])
-        ]
+        index._keys.load(np.asarray(state["title_keys"], dtype=np.uint8))
         for name, field in (("title", index._title), ("body", index._body)):
             indptr = np.asarray(state[f"{name}_indptr"], dtype=np.int64)
-            terms = np.asarray(state[f"{name}_terms"], dtype=np.int32)
-            tfs = np.asarray(state[f"{name}_tf"], dtype=np.float32)
-            field.rows_terms = [terms[a:b] for a, b in itertools.pairwise(indptr)]
-            field.rows_tf = [tfs[a:b] for a, b in itertools.pairwise(indptr)]
-            field.lengths = _Growing(np.float32, state[f"{name}_len"])
-            field.rebuild_postings(len(vocab))
+            end = int(indptr[-1])
+            rows = (
+                indptr,
+                np.asarray(state[f"{name}_terms"], dtype=np.int32)[:end],
+                np.asarray(state[f"{name}_tf"], dtype=np.float32)[:end],
+            )
+            field.load(rows, np.asarray(state[f"{name}_len"], dtype=np.float32), len(index._vocab))
         n = len(index._live)
-        if not (len(index._tenant_of) == len(index._title_keys) == n == len(index._body.lengths)):
+        if not (len(index._tenant_of) == len(index._keys) == n == len(index._body.lengths)):
             raise ValueError("lexical index arrays disagree in length")
-        live, public = index._live.view, index._public.view
-        counted: dict[str, list[int]] = {}
-        for pos in np.flatnonzero(live).tolist():
-            for key in index._title_keys[pos]:
-                index._titles.setdefault(key, []).append(pos)
-            if public[pos]:
-                counted.setdefault(index._tenant_of[pos], []).append(pos)
-        for tenant, positions in counted.items():
-            index._count(tenant, positions, +1)
+        live = np.asarray(index._live.view, dtype=np.bool_)
+        index._keys.file_live(live)
+        counted = live & np.asarray(index._public.view, dtype=np.bool_)
+        codes = index._tenant_of.view
+        for code in np.unique(codes[counted]).tolist():
+            positions = np.flatnonzero(counted & (codes == code))
+            index._count(index._tenants[code], positions, +1)
         return index
+
+    def _load_tenants(self, tenants: list[str], codes: npt.NDArray[np.generic]) -> None:
+        """Tenant names and each position's code (a position holds a small int, not a
+        reference to a string)."""
+        wide = np.asarray(codes, dtype=np.int64)
+        if wide.shape[0] and (int(wide.min()) < 0 or int(wide.max()) >= len(tenants)):
+            raise ValueError("lexical index names a tenant it does not list")
+        self._tenants = tenants
+        self._tenant_code = {t: i for i, t in enumerate(tenants)}
+        self._tenant_of = _Growing(np.int32, wide)
+
+
+def _doc_title_keys(titles: tuple[str, ...]) -> tuple[str, ...]:
+    """A document's exact-title keys: strict ("=") and loose ("~") of every title, once."""
+    return tuple(
+        dict.fromkeys(
+            k
+            for strict, loose in map(title_keys, titles)
+            for k in (f"={strict}", f"~{loose}")
+            if len(k) > 1
+        )
+    )
+
+
+def _segments(packed: npt.NDArray[np.uint8], separator: int) -> tuple[IntArray, IntArray]:
+    """Start and length of each separated segment of `packed` (none when it is empty,
+    as `_unpack_strings` reads it)."""
+    if packed.shape[0] == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    breaks = np.flatnonzero(packed == separator).astype(np.int64)
+    starts = np.concatenate([[0], breaks + 1]).astype(np.int64)
+    ends = np.concatenate([breaks, [packed.shape[0]]]).astype(np.int64)
+    return starts, ends - starts
+
+
+def _fixed_width(
+    packed: npt.NDArray[np.uint8], starts: IntArray, lengths: IntArray, width: int
+) -> npt.NDArray[np.bytes_]:
+    """The byte strings packed[start : start + length] as one fixed-width array."""
+    rows = np.zeros((starts.shape[0], width), dtype=np.uint8)
+    owner = np.repeat(np.arange(starts.shape[0], dtype=np.int64), lengths)
+    column = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+    rows[owner, column] = packed[np.repeat(starts, lengths) + column]
+    return rows.view(f"S{width}").reshape(starts.shape[0])
+
+
+def _distinct_per_owner(owner: IntArray, terms: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+    """Each owner's distinct terms, concatenated (what a per-owner union gives)."""
+    if terms.shape[0] == 0:
+        return np.empty(0, dtype=np.int32)
+    width = int(terms.max()) + 1
+    pairs = np.sort(owner * width + terms.astype(np.int64))
+    first = np.empty(pairs.shape[0], dtype=np.bool_)  # np.unique hashes: 10x slower here
+    first[0] = True
+    np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
+    return (pairs[first] % width).astype(np.int32)
 
 
 def _no_hits() -> LexicalHits:
