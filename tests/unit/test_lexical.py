@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from metamedia.engine import lexical
 from metamedia.engine.lexical import LexicalDoc, LexicalIndex
 
 
@@ -251,3 +252,20 @@ def test_a_title_shared_by_loaded_and_appended_positions_lists_live_ones_in_orde
     assert loaded.title_positions("HEAT").tolist() == [0, 3]
     loaded.remove([0])
     assert loaded.title_positions("heat").tolist() == [3]
+
+
+def test_the_stem_memo_starts_over_without_losing_the_words_of_the_text_at_hand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full catalog fills the memo past its limit mid-ingest; the text being analysed
+    when it starts over must still get every word's stem (it once raised KeyError)."""
+    monkeypatch.setattr(lexical, "STEM_CACHE_LIMIT", 3)
+    analyzer = lexical.Analyzer()
+    assert analyzer.terms("running horses jumped fences") == ["run", "hors", "jump", "fenc"]
+    # The memo holds 4 > 3 words: this text reuses two of them and adds two.
+    assert analyzer.terms("horses running over bridges quickly") == [
+        "hors",
+        "run",
+        "bridg",
+        "quick",
+    ]

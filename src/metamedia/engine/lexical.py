@@ -82,10 +82,12 @@ class Analyzer:
     def terms(self, text: str) -> list[str]:
         words = [w for w in _TOKEN.findall(fold(text)) if w not in STOPWORDS and w != "_"]
         cache = self._cache
+        if len(cache) > STEM_CACHE_LIMIT:
+            # Before `missing` is computed: a clear after it would drop words of this
+            # very text that were memoised (a KeyError on the first full catalog).
+            cache.clear()
         missing = [w for w in set(words) if w not in cache]
         if missing:
-            if len(cache) > STEM_CACHE_LIMIT:
-                cache.clear()
             cache.update(zip(missing, self._stemmer.stemWords(missing), strict=True))
         return [cache[w] for w in words]
 
