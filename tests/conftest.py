@@ -77,7 +77,8 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The real all-MiniLM-L6-v2, loaded once for the whole run (shared with the CLI)."""
+    """The real model (all-MiniLM-L6-v2 with its shipped fine-tuning delta), loaded
+    once for the whole run (shared with the CLI)."""
     return shared_embedder(Settings())
 
 

@@ -14,7 +14,7 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = "all-MiniLM-L6-v2-tot"  # fine-tuned for descriptions (engine/model_delta.py)
 
 
 def default_data_dir() -> Path:

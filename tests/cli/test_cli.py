@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from metamedia.cli import app
+from metamedia.config import DEFAULT_MODEL
 from tests.conftest import DEMO_CATALOG, item, write_jsonl
 from tests.live_server import free_port, wait_until_ready
 
@@ -65,7 +66,10 @@ def test_ingest_search_stats_and_index_commands(tmp_path: Path) -> None:
 
     stats = _json("stats", "--data-dir", data)
     assert stats["items"] == 170 and stats["index"]["type"] == "flat"
-    assert stats["index"]["vectors"] == 170 and stats["model"] == "all-MiniLM-L6-v2"
+    assert (
+        stats["index"]["vectors"] == 170
+        and stats["model"] == DEFAULT_MODEL == "all-MiniLM-L6-v2-tot"
+    )
     assert stats["data_dir"] == data
 
     check = _json("index", "check", "--data-dir", data)

@@ -12,6 +12,12 @@ vectors (cosine > 0.9999):
   imports torch or transformers.
 - `torch`: sentence-transformers itself, the reference implementation.
 
+Two models, by `Settings.model_name`: `all-MiniLM-L6-v2` as packaged, and the
+default `all-MiniLM-L6-v2-tot`, the same weights plus a 1.4 MB low-rank delta
+learned from our training queries (engine/model_delta.py): on the validation
+sets its dense search finds described films far more often. Both backends add
+the delta, so they still agree.
+
 Models load lazily on first use, so commands that never embed start fast.
 """
 
@@ -28,6 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from metamedia.engine.model_delta import apply_delta, delta_digest
 from metamedia.engine.onnx_export import (
     ONNX_OPSET,
     ONNX_WEIGHTS_LAYOUT,
@@ -62,6 +69,26 @@ def model_directory() -> Path:
     return Path(get_model_path())
 
 
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+BASE_MODEL = "all-MiniLM-L6-v2"
+# Model name -> its low-rank delta over the packaged weights (None: the weights as
+# packaged). "-tot": fine-tuned on the Reddit tip-of-the-tongue and descriptive
+# training queries (`python -m bench.finetune_bench`); see engine/model_delta.py.
+MODELS: dict[str, str | None] = {
+    BASE_MODEL: None,
+    f"{BASE_MODEL}-tot": f"{BASE_MODEL}-tot.npz",
+}
+
+
+def model_delta(name: str) -> Path | None:
+    """The delta file a model name adds to the packaged weights (None: none)."""
+    if name not in MODELS:
+        known = ", ".join(sorted(MODELS))
+        raise ValueError(f"unknown embedding model {name!r}: use one of {known}")
+    file = MODELS[name]
+    return None if file is None else MODELS_DIR / file
+
+
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers on the CPU."""
 
@@ -78,6 +105,9 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
 
             model = SentenceTransformer(str(model_directory()), device="cpu")
+            delta = model_delta(self.name)
+            if delta is not None:
+                apply_delta(model[0].auto_model, delta)
             self.dim = int(model.get_embedding_dimension() or MODEL_DIM)
             self._model = model
         return self._model
@@ -109,8 +139,9 @@ def _package_version(name: str) -> str:
         return "absent"
 
 
-def _fingerprint(model_dir: Path) -> str:
-    """Identifies the weights and exporter, so a changed model gets a fresh export."""
+def _fingerprint(model_dir: Path, delta: Path | None = None) -> str:
+    """Identifies the weights, their delta and the exporter, so a changed model gets a
+    fresh export."""
     digest = hashlib.sha256()
     for name in ("config.json", "tokenizer.json", "model.safetensors"):
         path = model_dir / name
@@ -120,6 +151,8 @@ def _fingerprint(model_dir: Path) -> str:
     # Same string as torch.__version__ (local tag included), so earlier exports stay valid.
     digest.update(f"torch={_package_version('torch')};opset={ONNX_OPSET}".encode())
     digest.update(f";weights={ONNX_WEIGHTS_LAYOUT}".encode())
+    if delta is not None:
+        digest.update(f";delta={delta_digest(delta)}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -127,14 +160,14 @@ def onnx_model_path(name: str, cache_dir: Path | None = None) -> Path:
     """Where the exported encoder for `name` and the installed weights lives."""
     model_dir = model_directory()
     cache = cache_dir or model_dir.parent / "_onnx"
-    return cache / f"{name}-{_fingerprint(model_dir)}.onnx"
+    return cache / f"{name}-{_fingerprint(model_dir, model_delta(name))}.onnx"
 
 
 def ensure_onnx(name: str = "all-MiniLM-L6-v2", cache_dir: Path | None = None) -> Path:
     """The exported encoder, exporting it first (in a child process) when missing."""
     path = onnx_model_path(name, cache_dir)
     if not path.exists():
-        export_in_subprocess(model_directory(), path)
+        export_in_subprocess(model_directory(), path, delta=model_delta(name))
     return path
 
 
@@ -249,6 +282,7 @@ def create_embedder(
     cache_dir: Path | None = None,
     threads: int | None = None,
 ) -> Embedder:
+    model_delta(name)  # an unknown model name fails here, not at the first encode
     if backend == "torch":
         return SentenceTransformerEmbedder(name, batch_size)
     if backend == "onnx":

@@ -33,13 +33,18 @@ def offline_environment() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def export_onnx(model_dir: Path, target: Path) -> Path:
-    """Export the transformer encoder to `target` in this process (imports torch)."""
+def export_onnx(model_dir: Path, target: Path, delta: Path | None = None) -> Path:
+    """Export the transformer encoder to `target` in this process (imports torch),
+    with the low-rank `delta` (engine/model_delta.py) added to its weights first."""
     offline_environment()
     import torch
     from transformers import AutoModel
 
+    from metamedia.engine.model_delta import apply_delta
+
     model = AutoModel.from_pretrained(str(model_dir)).eval()
+    if delta is not None:
+        apply_delta(model, delta)
 
     class _Encoder(torch.nn.Module):
         # Keyword arguments: positional calls mis-bind token_type_ids in recent transformers.
@@ -103,7 +108,7 @@ def _weights_apart(path: Path) -> None:
 
 
 def export_in_subprocess(
-    model_dir: Path, target: Path, timeout_s: float = EXPORT_TIMEOUT_S
+    model_dir: Path, target: Path, timeout_s: float = EXPORT_TIMEOUT_S, delta: Path | None = None
 ) -> Path:
     """Export in a child interpreter so torch never enters the calling process.
 
@@ -113,6 +118,8 @@ def export_in_subprocess(
     # `-c`, not `-m`: importing the package already imports this module, and runpy
     # warns about running a module that is already loaded.
     command = [sys.executable, "-c", _CHILD, str(model_dir), str(target)]
+    if delta is not None:
+        command += ["--delta", str(delta)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     try:
         done = subprocess.run(
@@ -136,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("model_dir", type=Path, help="folder with config.json and the weights")
     parser.add_argument("target", type=Path, help="the .onnx file to write")
+    parser.add_argument("--delta", type=Path, help="a fine-tuned model's low-rank delta (.npz)")
     args = parser.parse_args(argv)
-    export_onnx(args.model_dir, args.target)
+    export_onnx(args.model_dir, args.target, args.delta)
     return 0
 
 
