@@ -49,6 +49,7 @@ from bench.datasets import KnownItemQuery, tomt_queries
 from bench.report import header_lines, machine_info, write_json
 from metamedia.domain import MediaItem
 from metamedia.engine.embed import model_directory
+from metamedia.engine.model_delta import low_rank_delta, write_delta
 from metamedia.engine.passages import item_passages, query_windows
 
 ROOT = Path(__file__).resolve().parent
@@ -239,16 +240,21 @@ def batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[Pair]
 
 def train(model: Any, pairs: list[Pair], seed: int, hard: bool) -> dict[str, Any]:
     from sentence_transformers.losses import MultipleNegativesRankingLoss
-    from transformers import get_linear_schedule_with_warmup
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
     plan = [b for _ in range(EPOCHS) for b in batches(pairs, BATCH, rng)]
     loss_fn = MultipleNegativesRankingLoss(model, scale=SCALE)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(
-        optimizer, max(1, int(WARMUP * len(plan))), len(plan)
-    )
+    warmup, total = max(1, int(WARMUP * len(plan))), len(plan)
+
+    def linear(step: int) -> float:
+        """transformers' linear schedule with warmup: up to the peak, then down to 0."""
+        if step < warmup:
+            return step / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
     model.train()
     losses = []
     started = time.perf_counter()
@@ -311,7 +317,13 @@ def load_model(path: Path) -> Any:
 
 
 def run(
-    out_dir: Path, full: bool, hard: bool, seed: int, threads: int, quick: bool = False
+    out_dir: Path,
+    full: bool,
+    hard: bool,
+    seed: int,
+    threads: int,
+    quick: bool = False,
+    delta: Path | None = None,
 ) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(threads)
@@ -364,6 +376,12 @@ def run(
     training = train(model, pairs, seed, hard)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir))
+    if delta is not None:  # what the product ships: the change, cut to low rank
+        base_params = {
+            k: v.detach().numpy() for k, v in load_model(base_path)[0].auto_model.named_parameters()
+        }
+        tuned_params = {k: v.detach().numpy() for k, v in model[0].auto_model.named_parameters()}
+        write_delta(delta, low_rank_delta(base_params, tuned_params))
     clock["train_s"] = training["train_s"]
 
     t = time.perf_counter()
@@ -532,6 +550,13 @@ def render(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the tuned model")
+    parser.add_argument(
+        "--delta",
+        type=Path,
+        default=None,
+        help="also write the low-rank delta the product ships "
+        "(src/metamedia/engine/models/all-MiniLM-L6-v2-tot.npz)",
+    )
     parser.add_argument("--full", action="store_true", help="also rank over the whole catalog")
     parser.add_argument("--no-hard", action="store_true", help="in-batch negatives only")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run, not a result")
@@ -543,7 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     m = machine_info()
     m["load_avg_start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     clock = time.perf_counter()
-    raw = run(args.out, args.full, not args.no_hard, args.seed, args.threads, args.quick)
+    raw = run(
+        args.out, args.full, not args.no_hard, args.seed, args.threads, args.quick, args.delta
+    )
     m["load_avg_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     command = "python -m bench.finetune_bench " + " ".join(sys.argv[1:] if argv is None else argv)
     seconds = time.perf_counter() - clock
