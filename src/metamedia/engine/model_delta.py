@@ -28,7 +28,13 @@ import numpy.typing as npt
 
 DELTA_RANK = 16
 # Parameters a delta never touches: the embedding tables (see the module docstring).
-FROZEN_PREFIX = "embeddings."
+FROZEN = frozenset(
+    {
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight",
+    }
+)
 
 
 def low_rank_delta(
@@ -41,7 +47,7 @@ def low_rank_delta(
         raise ValueError("base and tuned models name different parameters")
     out: dict[str, npt.NDArray[np.generic]] = {}
     for name in sorted(base):
-        if name.startswith(FROZEN_PREFIX) and not name.startswith("embeddings.LayerNorm"):
+        if name in FROZEN:
             continue
         change = np.asarray(tuned[name], dtype=np.float64) - np.asarray(base[name], np.float64)
         if not np.any(change):
