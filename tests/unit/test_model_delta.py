@@ -74,3 +74,30 @@ def test_both_backends_run_the_tuned_weights(tmp_path: Path) -> None:
     assert (onnx * reference).sum(axis=1).min() > 0.9999
     # The delta moves the vectors (by a few percent of a unit vector), both backends alike.
     assert (onnx * base).sum(axis=1).max() < 0.999
+
+
+def test_vectors_of_a_retrained_delta_are_stored_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new delta shipped under the same model name gets a new vector space, so a
+    data directory re-embeds instead of comparing queries with the old model's vectors."""
+    from metamedia.engine import embed
+    from metamedia.services.item_vectors import vector_space
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    base, tuned = _pair(1)
+    monkeypatch.setattr(embed, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(embed, "MODELS", {"base": None, "tuned": "tuned.npz"})
+    write_delta(tmp_path / "tuned.npz", low_rank_delta(_params(base), _params(tuned), rank=3))
+    embed.weights_tag.cache_clear()
+    first = vector_space(Named("tuned"))  # type: ignore[arg-type]
+    assert vector_space(Named("base")) == "base+passages-v1"  # type: ignore[arg-type]
+    assert first.startswith("tuned@") and first != vector_space(Named("base"))  # type: ignore[arg-type]
+    _, retrained = _pair(2)
+    write_delta(tmp_path / "tuned.npz", low_rank_delta(_params(base), _params(retrained), rank=3))
+    embed.weights_tag.cache_clear()
+    assert vector_space(Named("tuned")) != first  # type: ignore[arg-type]
+    embed.weights_tag.cache_clear()

@@ -23,6 +23,7 @@ Models load lazily on first use, so commands that never embed start fast.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -88,6 +89,18 @@ def model_delta(name: str) -> Path | None:
         raise ValueError(f"unknown embedding model {name!r}: use one of {known}")
     file = MODELS[name]
     return None if file is None else MODELS_DIR / file
+
+
+@functools.cache
+def weights_tag(name: str) -> str:
+    """ "@" and the delta's content hash for a fine-tuned model, "" otherwise.
+
+    Stored vectors are named by it: a retrained delta shipped under the same model
+    name must not be compared with vectors its predecessor wrote. Names outside
+    `MODELS` (test encoders) have no tag.
+    """
+    file = MODELS.get(name)
+    return "" if file is None else f"@{delta_digest(MODELS_DIR / file)[:8]}"
 
 
 class SentenceTransformerEmbedder:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metamedia.engine.embed import Embedder
+from metamedia.engine.embed import Embedder, weights_tag
 from metamedia.engine.passages import text_hash
 from metamedia.engine.vectors import FloatArray, normalize
 from metamedia.services.caching import Caches
@@ -27,8 +27,9 @@ RECIPE = "passages-v1"
 
 
 def vector_space(embedder: Embedder) -> str:
-    """The name vectors are stored under: the model and the recipe that combined it."""
-    return f"{embedder.name}+{RECIPE}"
+    """The name vectors are stored under: the model, the version of its fine-tuned
+    weights, and the recipe that combined it."""
+    return f"{embedder.name}{weights_tag(embedder.name)}+{RECIPE}"
 
 
 @dataclass(frozen=True)
