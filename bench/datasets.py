@@ -10,7 +10,6 @@ title + year, allowing +-1 year), as ../shared/data/README.md describes.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -26,24 +25,13 @@ _TOMT_TAG = re.compile(r"\[[^\]]*\]")
 _ANSWER_EDIT = re.compile(r"(?is)\b(edit|update|solved|found it)\b\s*[:\-!].*$")
 
 
-# Training films whose queries fit the ranker and never the encoder (see `ranker_films`).
-RANKER_SHARE = 0.2
-DESCRIPTIVE_TRAIN = ("descriptive-train", "descriptive-train-2", "descriptive-train-3")
-
-
-def for_ranker(gold: str) -> bool:
-    """Whether a training film's queries are kept for the ranker alone.
-
-    The ranker weighs dense similarity against BM25 and the rest. Fitted on
-    queries the encoder was fine-tuned on, it sees their gold films at the
-    similarity of a memorised answer, never what an unseen query gets, and
-    learns to trust the dense side too much. So a fixed fifth of the training
-    films (chosen by a hash of the film id, the same in every process and run)
-    is left out of fine-tuning, and the ranker is fitted on those films'
-    queries only. Split by film, not query: a film's passages are what the
-    encoder learns.
-    """
-    return hashlib.sha256(gold.encode("utf-8")).digest()[0] < int(256 * RANKER_SHARE)
+# The descriptive training sets (bench/data/README.md); descriptive-dev is validation.
+DESCRIPTIVE_TRAIN = (
+    "descriptive-train",
+    "descriptive-train-2",
+    "descriptive-train-3",
+    "descriptive-train-4",
+)
 
 
 def shared_data_dir() -> Path:

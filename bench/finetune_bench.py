@@ -7,9 +7,8 @@ my tongue" requests. This experiment fine-tunes it contrastively on our own
 training queries and measures base vs tuned on the validation queries, dense
 only, with the product's passage and query-window recipe.
 
-Training pairs: every training query (descriptive-train, -2 and -3, Reddit
-TOMT train; less the fifth of training films kept for the ranker, see
-`bench.datasets.for_ranker`) paired with its gold film's passage that the *base* model
+Training pairs: every training query (descriptive-train, -2, -3 and -4, Reddit
+TOMT train) paired with its gold film's passage that the *base* model
 finds closest, over all the query's windows (the best window becomes the
 training query text). One hard negative per pair: the base model's best
 passage of another film, mined from a pool of films outside the evaluation
@@ -46,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.datasets import DESCRIPTIVE_TRAIN, KnownItemQuery, for_ranker, tomt_queries
+from bench.datasets import DESCRIPTIVE_TRAIN, KnownItemQuery, tomt_queries
 from bench.report import header_lines, machine_info, write_json
 from metamedia.domain import MediaItem
 from metamedia.engine.embed import model_directory
@@ -334,13 +333,9 @@ def run(
     clock: dict[str, float] = {}
     t = time.perf_counter()
     items = load_catalog()
-    # The ranker's fifth of the training films stays out (`bench.datasets.for_ranker`).
     train_sets = {
-        name: [q for q in queries if not for_ranker(q.gold)]
-        for name, queries in {
-            **{name: descriptive(name) for name in DESCRIPTIVE_TRAIN},
-            "tomt-train": tomt_queries("train", max_chars=None),
-        }.items()
+        **{name: descriptive(name) for name in DESCRIPTIVE_TRAIN},
+        "tomt-train": tomt_queries("train", max_chars=None),
     }
     val_sets = {
         "descriptive-dev": descriptive("descriptive-dev"),

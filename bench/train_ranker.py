@@ -1,13 +1,11 @@
 """`python -m bench train-ranker`: fit the hybrid ranker on training queries only.
 
-Training queries (never the sets we report), of the fifth of training films
-the encoder was not fine-tuned on (`bench.datasets.for_ranker`; `--all-films`
-fits on every training film, for comparison):
+Training queries (never the sets we report):
 
-- Reddit TOMT *train* split at full length (at most `--tomt-train`, a seeded sample);
+- Reddit TOMT *train* split at full length (a seeded sample of `--tomt-train`);
 - bench/data/descriptive-train*.jsonl (one-sentence descriptions we wrote; the
-  second and third sets pick films without regard to whether their Wikipedia
-  lead tells the story);
+  later sets pick films without regard to whether their Wikipedia lead tells
+  the story);
 - exact-title queries generated from the catalog (a seeded sample of titles,
   as typed, lower-cased without punctuation, and as "Title (year)").
 
@@ -35,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench import ingest_bench
-from bench.datasets import DESCRIPTIVE_TRAIN, for_ranker, tomt_queries
+from bench.datasets import DESCRIPTIVE_TRAIN, tomt_queries
 from metamedia.config import Settings
 from metamedia.engine.payload import AttributeFilter
 from metamedia.engine.ranker import FloatArray, LinearRanker, fit_listwise
@@ -147,30 +145,15 @@ def _rrf(cands: Candidates, k: float = 60.0) -> FloatArray:
 
 
 def run(
-    data_dir: Path | None,
-    out: Path,
-    tomt_train: int,
-    titles: int,
-    seed: int,
-    all_films: bool = False,
+    data_dir: Path | None, out: Path, tomt_train: int, titles: int, seed: int
 ) -> dict[str, Any]:
     data = data_dir or ingest_bench.ensure_catalog(BENCH_DIR / ".cache", False).data_dir
     runtime = Runtime.open(Settings(data_dir=data))
     try:
         desc_dev = _descriptive("descriptive-dev.jsonl")
-        learned = [
-            *_tomt("train", None, seed),
-            *(q for name in DESCRIPTIVE_TRAIN for q in _descriptive(f"{name}.jsonl")),
-        ]
-        if not all_films:  # only the films the encoder never trained on
-            learned = [q for q in learned if for_ranker(q.gold)]
-        tomt = [q for q in learned if q.kind == "tomt"]
-        if tomt_train < len(tomt):
-            keep = set(random.Random(seed).sample(range(len(tomt)), tomt_train))
-            tomt = [q for i, q in enumerate(tomt) if i in keep]
         train = [
-            *tomt,
-            *(q for q in learned if q.kind != "tomt"),
+            *_tomt("train", tomt_train, seed),
+            *(q for name in DESCRIPTIVE_TRAIN for q in _descriptive(f"{name}.jsonl")),
             *_titles(runtime, titles, seed, {q.gold for q in desc_dev}),
         ]
         validation = [
@@ -196,7 +179,6 @@ def run(
                 k: sum(1 for q in train if q.kind == k) for k in ("tomt", "descriptive", "title")
             },
             "seed": seed,
-            "films": "all training films" if all_films else "the ranker's fifth (for_ranker)",
             "pool": POOL,
             "featurise_s": round(train_s, 1),
         },
@@ -218,12 +200,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tomt-train", type=int, default=1200)
     parser.add_argument("--titles", type=int, default=400)
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument(
-        "--all-films",
-        action="store_true",
-        help="fit on every training film, the encoder's too (for comparison only)",
-    )
     args = parser.parse_args(argv)
-    report = run(args.data_dir, args.out, args.tomt_train, args.titles, args.seed, args.all_films)
+    report = run(args.data_dir, args.out, args.tomt_train, args.titles, args.seed)
     print(json.dumps(report, indent=1))
     return 0
