@@ -16,6 +16,7 @@ import pytest
 from bench.datasets import KnownItemQuery
 
 from metamedia.domain import SearchRequest
+from metamedia.engine.passages import query_windows
 from metamedia.engine.payload import AttributeFilter
 from metamedia.engine.ranker import FEATURES
 from metamedia.services.runtime import Runtime
@@ -154,6 +155,9 @@ def test_window_coverage_is_the_mean_of_each_windows_best_passage(
     long_query = max((q.query for q in wiki_catalog["queries"]), key=len)
     windows = wiki_runtime.search.embed_query(long_query)
     assert windows.shape[0] >= 2
+    # The windows are encoded side by side; each row is still its own window's vector.
+    one_by_one = [wiki_runtime.embedder.encode([w]) for w in query_windows(long_query)]
+    assert np.allclose(windows, np.vstack(one_by_one), atol=1e-6)
     keys = indexes.search(mean_vector(windows), 30, None).keys.tolist()
     best, cover = indexes.passage_similarities(windows, keys)
     per_window = np.stack([indexes.passage_similarities(w[None, :], keys)[0] for w in windows])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,15 @@ def test_a_released_model_loads_again_on_the_next_encode(tmp_path: Path) -> None
     assert embedder._session is None  # the arena went with it
     after = embedder.encode(["a lighthouse keeper alone on an island"])
     assert np.allclose(before, after, atol=1e-6)
+
+
+def test_calls_from_several_threads_run_at_once_and_agree(tmp_path: Path) -> None:
+    """A long request's windows are encoded side by side on one session (one core
+    each in `serve`); every thread must get exactly its own texts' vectors."""
+    embedder = OnnxEmbedder(cache_dir=tmp_path, threads=1)
+    texts = [f"window {i}: a sailor {'lost at sea ' * (3 + i)}" for i in range(12)]
+    alone = np.vstack([embedder.encode([t]) for t in texts])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            together = np.vstack(list(pool.map(lambda t: embedder.encode([t]), texts)))
+            assert np.allclose(together, alone, atol=1e-6)

@@ -232,22 +232,25 @@ class OnnxEmbedder:
             self._session = self._tokenizer = None
 
     def encode(self, texts: Sequence[str]) -> FloatArray:
+        """Thread-safe, and concurrent: the lock covers loading only, and onnxruntime
+        runs calls from several threads at once on one session (with one intra-op
+        thread each, as `serve` sets it, each call is one core's work)."""
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         with self._lock:
             session, tokenizer = self._load()
-            encoded = tokenizer.encode_batch(list(texts))  # padded to the longest
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-            del encoded
-            lengths = mask.sum(axis=1)
-            # Longest first, so that each batch pads to similar lengths.
-            order = np.argsort(-lengths, kind="stable")
-            out = np.empty((len(texts), self.dim), dtype=np.float32)
-            for chunk in token_batches(lengths[order], self.batch_size):
-                rows = order[chunk]
-                width = int(lengths[rows[0]])
-                out[rows] = self._run(session, ids[rows, :width], mask[rows, :width])
+        encoded = tokenizer.encode_batch(list(texts))  # padded to the longest
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        del encoded
+        lengths = mask.sum(axis=1)
+        # Longest first, so that each batch pads to similar lengths.
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for chunk in token_batches(lengths[order], self.batch_size):
+            rows = order[chunk]
+            width = int(lengths[rows[0]])
+            out[rows] = self._run(session, ids[rows, :width], mask[rows, :width])
         return normalize(out)
 
     @staticmethod

@@ -15,8 +15,11 @@ against its best window.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -46,6 +49,13 @@ from metamedia.storage.roles import CatalogStore
 log = logging.getLogger(__name__)
 
 DESCRIPTION_PREVIEW_CHARS = 300
+
+
+@functools.cache
+def window_pool() -> ThreadPoolExecutor:
+    """Threads that encode a long request's windows at once, one per core (shared by
+    every search service of the process, so their number stays bounded)."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="window")
 
 
 class SearchService:
@@ -86,11 +96,16 @@ class SearchService:
         else:
             # One window per model call: no slower than one padded batch (the last
             # window is shorter), and the runtime's memory arena, which keeps its
-            # largest activations for good, stays at one window's. Batches of a
-            # dozen windows had grown the serving process by ~40 MB.
-            matrix = np.vstack([self.embedder.encode([window]) for window in windows])
+            # largest activations for good, stays at a few windows'. Batches of a
+            # dozen windows had grown the serving process by ~40 MB. The calls run
+            # side by side, a core each: `serve` gives the model one thread per
+            # call, so a long request would otherwise leave the other cores idle.
+            matrix = np.vstack(list(window_pool().map(self._encode_window, windows)))
         self.caches.query_embedding.set(key, matrix)
         return matrix
+
+    def _encode_window(self, window: str) -> FloatArray:
+        return self.embedder.encode([window])
 
     def search(self, request: SearchRequest) -> SearchResponse:
         """Results for one request; a repeat within the TTL at the same catalog version
