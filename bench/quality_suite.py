@@ -7,7 +7,8 @@ disagree on what MRR@10 means. The sets:
 - tip-of-the-tongue requests at full length: Reddit TOMT validation and
   TREC-ToT 2023 train (answers joined to the catalog via MovieLens; the join
   counts are reported), scored separately and together;
-- everyday one-sentence descriptions (bench/data/descriptive-dev.jsonl);
+- everyday one-sentence descriptions (bench/data/descriptive-dev.jsonl), and
+  new descriptions of films the encoder was trained on (descriptive-dev-seen);
 - exact titles: catalog titles drawn at random (seeded) used as the query.
   A draw passes "first" when the first result has that title (normalised
   case/punctuation) and "within n" when the drawn film is among the first n
@@ -48,6 +49,7 @@ from metamedia.services.runtime import Runtime
 
 BENCH_DIR = Path(__file__).resolve().parent
 DESCRIPTIVE_DEV = BENCH_DIR / "data" / "descriptive-dev.jsonl"
+DESCRIPTIVE_SEEN = BENCH_DIR / "data" / "descriptive-dev-seen.jsonl"
 EXACT_TITLE_SEED = 20261201
 
 
@@ -124,17 +126,19 @@ def _tot_sets(runtime: Runtime, opts: QualityOptions) -> list[SetResult]:
     return [a, b, both]
 
 
-def _descriptive_set(runtime: Runtime, opts: QualityOptions) -> SetResult:
-    if not opts.descriptive.exists():
-        result = SetResult("descriptive-dev", {})
-        result.notes.append(f"{opts.descriptive} not found: skipped")
+def _descriptive_set(
+    runtime: Runtime, opts: QualityOptions, path: Path, name: str, note: str = ""
+) -> SetResult:
+    if not path.exists():
+        result = SetResult(name, {})
+        result.notes.append(f"{path} not found: skipped")
         return result
-    queries, problems = load_eval_queries(opts.descriptive)
+    queries, problems = load_eval_queries(path)
     queries = queries[: opts.max_queries]
-    report = evaluate(
-        runtime, queries, opts.modes, progress=_progress("descriptive"), problems=problems
-    )
-    result = SetResult("descriptive-dev", report.modes, report)
+    report = evaluate(runtime, queries, opts.modes, progress=_progress(name), problems=problems)
+    result = SetResult(name, report.modes, report)
+    if note:
+        result.notes.append(note)
     if report.unresolved:
         first = report.unresolved[0]
         result.notes.append(
@@ -262,7 +266,15 @@ def run(opts: QualityOptions) -> dict[str, Any]:
         _log(f"catalog {data_dir}: {runtime.repo.count()} items")
         for result in [
             *_tot_sets(runtime, opts),
-            _descriptive_set(runtime, opts),
+            _descriptive_set(runtime, opts, opts.descriptive, "descriptive-dev"),
+            _descriptive_set(
+                runtime,
+                opts,
+                DESCRIPTIVE_SEEN,
+                "descriptive-dev-seen",
+                "films the encoder was fine-tuned on, described in other words than their "
+                "training query (most leads give credits only): not a target set",
+            ),
             _exact_title_set(runtime, opts),
         ]:
             sets[result.name] = result

@@ -52,6 +52,7 @@ def test_quality_bench_writes_its_report_on_a_small_catalog(
         "trec-tot-2023-train",
         "tot-all",
         "descriptive-dev",
+        "descriptive-dev-seen",
         "exact-titles",
     }
     exact = raw["sets"]["exact-titles"]
