@@ -15,11 +15,8 @@ against its best window.
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -42,6 +39,7 @@ from metamedia.errors import StoreUnavailableError
 from metamedia.services.batching import QueryBatcher
 from metamedia.services.caching import Caches
 from metamedia.services.indexing import IndexManager
+from metamedia.services.parallel import core_pool
 from metamedia.services.ranker_model import load_ranker
 from metamedia.services.search_features import Candidates, build_candidates
 from metamedia.storage.roles import CatalogStore
@@ -49,13 +47,6 @@ from metamedia.storage.roles import CatalogStore
 log = logging.getLogger(__name__)
 
 DESCRIPTION_PREVIEW_CHARS = 300
-
-
-@functools.cache
-def window_pool() -> ThreadPoolExecutor:
-    """Threads that encode a long request's windows at once, one per core (shared by
-    every search service of the process, so their number stays bounded)."""
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="window")
 
 
 class SearchService:
@@ -100,7 +91,7 @@ class SearchService:
             # dozen windows had grown the serving process by ~40 MB. The calls run
             # side by side, a core each: `serve` gives the model one thread per
             # call, so a long request would otherwise leave the other cores idle.
-            matrix = np.vstack(list(window_pool().map(self._encode_window, windows)))
+            matrix = np.vstack(list(core_pool().map(self._encode_window, windows)))
         self.caches.query_embedding.set(key, matrix)
         return matrix
 
