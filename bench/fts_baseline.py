@@ -71,13 +71,15 @@ def _scores(ranks: list[int | None]) -> dict[str, float]:
     }
 
 
+def _descriptive(name: str) -> list[tuple[str, str]]:
+    lines = (BENCH_DIR / "data" / f"{name}.jsonl").read_text().splitlines()
+    return [(r["query"], r["gold"]) for r in map(json.loads, lines)]
+
+
 def run() -> dict[str, Any]:
-    descriptive = [
-        json.loads(line)
-        for line in (BENCH_DIR / "data" / "descriptive-dev.jsonl").read_text().splitlines()
-    ]
     sets = {
-        "descriptive-dev": [(r["query"], r["gold"]) for r in descriptive],
+        "descriptive-dev": _descriptive("descriptive-dev"),
+        "descriptive-dev-seen": _descriptive("descriptive-dev-seen"),
         "reddit-tomt-validation": [
             (q.query, q.gold) for q in tomt_queries("validation", max_chars=None)
         ],
