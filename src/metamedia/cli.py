@@ -437,6 +437,38 @@ def index_rebuild(data_dir: DataDirOption = None, as_json: JsonOption = False) -
         )
 
 
+@index_app.command("prune-vectors")
+def index_prune_vectors(
+    data_dir: DataDirOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the spaces; delete nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete stored vectors of every embedding space but the one in use.
+
+    Vectors are kept per space (model, fine-tuned weights, recipe), so switching
+    models back costs nothing; but each upgrade of the shipped weights leaves the
+    old space's vectors behind (~240 MB for 36k films). Replicas still running the
+    old weights during a rolling upgrade would re-embed what they miss: prune once
+    every process runs the new version.
+    """
+    with _session(data_dir) as runtime:
+        current = runtime.indexes.space
+        spaces = runtime.repo.embedding_spaces()
+        stale = sorted(space for space in spaces if space != current)
+        dropped = {} if dry_run else {s: runtime.repo.drop_embeddings(s) for s in stale}
+    result = {"current": current, "spaces": spaces, "dropped": dropped, "dry_run": dry_run}
+    if as_json:
+        _print_json(result)
+        return
+    for space, count in sorted(spaces.items()):
+        mark = "in use" if space == current else ("kept: dry run" if dry_run else "deleted")
+        console.print(f"{space}: {count} vectors ({mark})")
+    if not stale:
+        console.print("nothing to prune")
+
+
 @index_app.command("check")
 def index_check(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Report items missing from, orphaned in, or stale in an index. Exit 1 if any."""

@@ -100,6 +100,35 @@ def test_index_check_finds_damage_and_rebuild_repairs_it(tmp_path: Path) -> None
     assert _json("index", "check", "--data-dir", str(data))["healthy"] is True
 
 
+def test_prune_vectors_keeps_the_space_in_use_and_deletes_the_rest(tmp_path: Path) -> None:
+    """A data dir that was embedded by older weights keeps those vectors until pruned;
+    the dry run lists without deleting, the real run leaves search intact."""
+    import sqlite3
+
+    data = str(tmp_path / "data")
+    _json("ingest", str(DEMO_CATALOG), "--data-dir", data)
+    with sqlite3.connect(tmp_path / "data" / "catalog.sqlite3") as conn:
+        conn.execute(
+            "INSERT INTO embeddings (model, content_hash, dim, vector) "
+            "SELECT 'all-MiniLM-L6-v2-tot@0ld0ld00+passages-v1', content_hash, dim, vector "
+            "FROM embeddings"
+        )
+    listed = _json("index", "prune-vectors", "--dry-run", "--data-dir", data)
+    current = listed["current"]
+    assert current.startswith(f"{DEFAULT_MODEL}@") and current.endswith("+passages-v1")
+    stale = "all-MiniLM-L6-v2-tot@0ld0ld00+passages-v1"
+    assert set(listed["spaces"]) == {current, stale} and listed["dropped"] == {}
+    assert listed["spaces"][stale] == listed["spaces"][current] > 170  # passages too
+
+    pruned = _json("index", "prune-vectors", "--data-dir", data)
+    assert pruned["dropped"] == {stale: listed["spaces"][stale]}
+    after = _json("index", "prune-vectors", "--dry-run", "--data-dir", data)
+    assert after["spaces"] == {current: listed["spaces"][current]}
+    assert _json("index", "check", "--data-dir", data)["healthy"] is True
+    found = _json("search", "heist movie with a twist ending", "--data-dir", data)
+    assert found["results"][0]["id"] == "mm-0063"
+
+
 def test_hnsw_is_chosen_above_the_configured_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -114,6 +114,23 @@ def test_every_catalog_method(stores: Stores) -> None:
     assert catalog.keyword_search(AttributeFilter("default"), "Renamed", 5)[0][0] == got.pk
 
 
+def test_embedding_spaces_are_listed_and_dropped_one_at_a_time(stores: Stores) -> None:
+    """`metamedia index prune-vectors` rests on these two: a dropped space's vectors
+    are gone, every other space's stay byte for byte."""
+    catalog = stores.catalog
+    old = {f"h{i}": np.full(4, i, dtype=np.float32) for i in range(3)}
+    new = {f"h{i}": np.full(4, -i, dtype=np.float32) for i in range(5)}
+    catalog.store_embeddings("model@old+recipe", old)
+    catalog.store_embeddings("model@new+recipe", new)
+    assert catalog.embedding_spaces() == {"model@old+recipe": 3, "model@new+recipe": 5}
+    assert catalog.drop_embeddings("model@old+recipe") == 3
+    assert catalog.drop_embeddings("never-stored") == 0
+    assert catalog.embedding_spaces() == {"model@new+recipe": 5}
+    assert catalog.stored_embeddings("model@old+recipe", list(old)) == {}
+    kept = catalog.stored_embeddings("model@new+recipe", list(new))
+    assert all(np.array_equal(kept[h], v) for h, v in new.items())
+
+
 def test_filter_listings_are_identical_and_match_the_reference(
     stores: Stores,
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, bindparam, select, text
+from sqlalchemy import Connection, bindparam, delete, func, select, text
 from sqlalchemy.engine import Engine
 
 from metamedia.domain import MediaItem
@@ -186,6 +186,17 @@ class SQLCatalog:
     def store_embeddings(self, model: str, vectors: dict[str, npt.NDArray[np.float32]]) -> None:
         with self.engine.begin() as conn:
             self._insert_embeddings(conn, model, vectors)
+
+    def embedding_spaces(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(embeddings.c.model, func.count()).group_by(embeddings.c.model)
+            ).all()
+        return {str(model): int(n) for model, n in rows}
+
+    def drop_embeddings(self, model: str) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(embeddings).where(embeddings.c.model == model)).rowcount)
 
     @staticmethod
     def _insert_embeddings(
