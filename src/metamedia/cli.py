@@ -458,6 +458,7 @@ def index_prune_vectors(
         spaces = runtime.repo.embedding_spaces()
         stale = sorted(space for space in spaces if space != current)
         dropped = {} if dry_run else {s: runtime.repo.drop_embeddings(s) for s in stale}
+        sqlite = runtime.settings.resolved_database_url.startswith("sqlite")
     result = {"current": current, "spaces": spaces, "dropped": dropped, "dry_run": dry_run}
     if as_json:
         _print_json(result)
@@ -467,6 +468,11 @@ def index_prune_vectors(
         console.print(f"{space}: {count} vectors ({mark})")
     if not stale:
         console.print("nothing to prune")
+    elif dropped and sqlite:
+        console.print(
+            "SQLite keeps the file's size and reuses the freed pages for later writes; "
+            "`sqlite3 catalog.sqlite3 VACUUM`, with every process stopped, shrinks it."
+        )
 
 
 @index_app.command("check")

@@ -127,6 +127,7 @@ def test_prune_vectors_keeps_the_space_in_use_and_deletes_the_rest(tmp_path: Pat
     assert _json("index", "check", "--data-dir", data)["healthy"] is True
     found = _json("search", "heist movie with a twist ending", "--data-dir", data)
     assert found["results"][0]["id"] == "mm-0063"
+    assert "nothing to prune" in _run("index", "prune-vectors", "--data-dir", data).stdout
 
 
 def test_hnsw_is_chosen_above_the_configured_size(
