@@ -145,6 +145,27 @@ def test_item_vector_neighbours_are_candidates_with_their_rank(
         assert all(item_rr[i] == 0.0 for i in outside)
 
 
+def test_a_long_requests_passage_list_keeps_the_best_items_of_all_windows(
+    wiki_runtime: Runtime, wiki_catalog: dict[str, Any]
+) -> None:
+    """Each window of a long request searches a share of the passage list; the top
+    of the merged list is still the top of every window's own full list, merged by
+    each item's best window."""
+    indexes = wiki_runtime.indexes
+    long_query = max((q.query for q in wiki_catalog["queries"]), key=len)
+    windows = wiki_runtime.search.embed_query(long_query)
+    assert windows.shape[0] >= 2
+    keys, sims, _ = indexes.passage_search(windows, 50, None)
+    best: dict[int, float] = {}
+    for window in windows:
+        alone_keys, alone_sims, _ = indexes.passage_search(window[None, :], 50, None)
+        for key, sim in zip(alone_keys.tolist(), alone_sims.tolist(), strict=True):
+            best[key] = max(best.get(key, -2.0), sim)
+    expected = sorted(best, key=lambda k: -best[k])[:10]
+    assert set(keys[:10].tolist()) == set(expected)
+    assert np.allclose(sims[:10], [best[k] for k in keys[:10].tolist()], atol=1e-6)
+
+
 def test_window_coverage_is_the_mean_of_each_windows_best_passage(
     wiki_runtime: Runtime, wiki_catalog: dict[str, Any]
 ) -> None:

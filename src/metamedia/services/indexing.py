@@ -560,8 +560,12 @@ class IndexManager:
             started = time.perf_counter()
             best: dict[int, float] = {}
             plan: SearchPlan | None = None
-            for query in np.atleast_2d(queries):
-                found = passages.search(query, PASSAGES_PER_ITEM * k, pmask)
+            windows = np.atleast_2d(queries)
+            # Each window of a long request brings its own best passages; together
+            # they need not each fill the whole list (the walk's cost grows with it).
+            wanted = max(PASSAGES_PER_ITEM * k // windows.shape[0], k)
+            for query in windows:
+                found = passages.search(query, wanted, pmask)
                 plan = found.plan
                 count_vector_plan_current("passages", found.plan)
                 for pos, sim in zip(

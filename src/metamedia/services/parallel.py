@@ -3,8 +3,9 @@
 `serve` gives each model call one thread, so that concurrent requests fill the
 cores. A lone long request would then leave cores idle: its query windows are
 independent, and onnxruntime releases the GIL, so they run here side by side.
-(The passage searches per window were tried too: 3.2 -> 2.7 ms p50 for 2.5
-windows, not worth the hand-off.) Tasks on this pool never wait for other
+(The passage searches per window were tried here too: 3.2 -> 2.7 ms p50 for
+2.5 windows, not worth the hand-off; each window now walks for a share of the
+list instead, `IndexManager.passage_search`.) Tasks on this pool never wait for other
 tasks on it, so it cannot deadlock; only request threads wait.
 """
 
