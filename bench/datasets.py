@@ -25,6 +25,7 @@ _TOMT_TAG = re.compile(r"\[[^\]]*\]")
 _ANSWER_EDIT = re.compile(r"(?is)\b(edit|update|solved|found it)\b\s*[:\-!].*$")
 
 
+BENCH_DATA = Path(__file__).resolve().parent / "data"
 # The descriptive training sets (bench/data/README.md); descriptive-dev is validation.
 DESCRIPTIVE_TRAIN = (
     "descriptive-train",
@@ -103,6 +104,12 @@ class MovieLensJoin:
             if year is not None and abs(film_year - year) <= 1
         ]
         return candidates[0] if candidates else None
+
+
+def descriptive_queries(name: str) -> list[KnownItemQuery]:
+    """One of our written sets in bench/data (`name` without `.jsonl`)."""
+    lines = (BENCH_DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [KnownItemQuery(r["query"], r["gold"]) for r in map(json.loads, filter(None, lines))]
 
 
 def tomt_queries(split: str = "validation", max_chars: int | None = 1000) -> list[KnownItemQuery]:

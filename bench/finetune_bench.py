@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.datasets import DESCRIPTIVE_TRAIN, KnownItemQuery, tomt_queries
+from bench.datasets import DESCRIPTIVE_TRAIN, KnownItemQuery, descriptive_queries, tomt_queries
 from bench.report import header_lines, machine_info, write_json
 from metamedia.domain import MediaItem
 from metamedia.engine.embed import model_directory
@@ -54,7 +54,6 @@ from metamedia.engine.passages import item_passages, query_windows
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-DATA = ROOT / "data"
 CATALOG = ROOT / ".cache" / "wikipedia-embedded" / "catalog.sqlite3"
 
 SEED = 13
@@ -106,12 +105,6 @@ def load_catalog(path: Path = CATALOG) -> dict[str, MediaItem]:
     finally:
         conn.close()
     return {eid: MediaItem.model_validate(json.loads(doc)) for eid, doc in rows}
-
-
-def descriptive(name: str) -> list[KnownItemQuery]:
-    with open(DATA / f"{name}.jsonl", encoding="utf-8") as handle:
-        rows = [json.loads(line) for line in handle if line.strip()]
-    return [KnownItemQuery(r["query"], r["gold"]) for r in rows]
 
 
 def encode(model: Any, texts: Sequence[str]) -> FloatArray:
@@ -334,11 +327,11 @@ def run(
     t = time.perf_counter()
     items = load_catalog()
     train_sets = {
-        **{name: descriptive(name) for name in DESCRIPTIVE_TRAIN},
+        **{name: descriptive_queries(name) for name in DESCRIPTIVE_TRAIN},
         "tomt-train": tomt_queries("train", max_chars=None),
     }
     val_sets = {
-        "descriptive-dev": descriptive("descriptive-dev"),
+        "descriptive-dev": descriptive_queries("descriptive-dev"),
         "tomt-validation": tomt_queries("validation", max_chars=None),
     }
     others_n, pool_n = OTHERS, MINING_POOL

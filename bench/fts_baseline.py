@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.datasets import tomt_queries, wikipedia_dir
+from bench.datasets import KnownItemQuery, descriptive_queries, tomt_queries, wikipedia_dir
 from bench.report import header_lines, machine_info, write_json
 from metamedia.engine.lexical import STOPWORDS
 from metamedia.formats.wikipedia import wikipedia_files
@@ -71,18 +71,15 @@ def _scores(ranks: list[int | None]) -> dict[str, float]:
     }
 
 
-def _descriptive(name: str) -> list[tuple[str, str]]:
-    lines = (BENCH_DIR / "data" / f"{name}.jsonl").read_text().splitlines()
-    return [(r["query"], r["gold"]) for r in map(json.loads, lines)]
+def _pairs(queries: list[KnownItemQuery]) -> list[tuple[str, str]]:
+    return [(q.query, q.gold) for q in queries]
 
 
 def run() -> dict[str, Any]:
     sets = {
-        "descriptive-dev": _descriptive("descriptive-dev"),
-        "descriptive-dev-seen": _descriptive("descriptive-dev-seen"),
-        "reddit-tomt-validation": [
-            (q.query, q.gold) for q in tomt_queries("validation", max_chars=None)
-        ],
+        "descriptive-dev": _pairs(descriptive_queries("descriptive-dev")),
+        "descriptive-dev-seen": _pairs(descriptive_queries("descriptive-dev-seen")),
+        "reddit-tomt-validation": _pairs(tomt_queries("validation", max_chars=None)),
     }
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench import ingest_bench
-from bench.datasets import DESCRIPTIVE_TRAIN, tomt_queries
+from bench.datasets import DESCRIPTIVE_TRAIN, descriptive_queries, tomt_queries
 from metamedia.config import Settings
 from metamedia.engine.payload import AttributeFilter
 from metamedia.engine.ranker import FloatArray, LinearRanker, fit_listwise
@@ -53,9 +53,7 @@ class Labelled:
 
 
 def _descriptive(name: str) -> list[Labelled]:
-    path = BENCH_DIR / "data" / name
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [Labelled(r["query"], r["gold"], "descriptive") for r in rows]
+    return [Labelled(q.query, q.gold, "descriptive") for q in descriptive_queries(name)]
 
 
 def _titles(runtime: Runtime, n: int, seed: int, exclude: set[str]) -> list[Labelled]:
@@ -150,10 +148,10 @@ def run(
     data = data_dir or ingest_bench.ensure_catalog(BENCH_DIR / ".cache", False).data_dir
     runtime = Runtime.open(Settings(data_dir=data))
     try:
-        desc_dev = _descriptive("descriptive-dev.jsonl")
+        desc_dev = _descriptive("descriptive-dev")
         train = [
             *_tomt("train", tomt_train, seed),
-            *(q for name in DESCRIPTIVE_TRAIN for q in _descriptive(f"{name}.jsonl")),
+            *(q for name in DESCRIPTIVE_TRAIN for q in _descriptive(name)),
             *_titles(runtime, titles, seed, {q.gold for q in desc_dev}),
         ]
         validation = [

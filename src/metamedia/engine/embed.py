@@ -99,8 +99,8 @@ def weights_tag(name: str) -> str:
     name must not be compared with vectors its predecessor wrote. Names outside
     `MODELS` (test encoders) have no tag.
     """
-    file = MODELS.get(name)
-    return "" if file is None else f"@{delta_digest(MODELS_DIR / file)[:8]}"
+    delta = model_delta(name) if name in MODELS else None
+    return "" if delta is None else f"@{delta_digest(delta)[:8]}"
 
 
 class SentenceTransformerEmbedder:
